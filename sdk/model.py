@@ -1,0 +1,351 @@
+"""CausalDiT: the Wan2.1 text-to-video transformer, made causal and streamable, with action input.
+
+Parameter names follow `diffusers.WanTransformer3DModel`, so a diffusers-format state dict loads
+with strict=True (see `streamvideo.checkpoints`). One set of weights serves three attention paths:
+
+- bidirectional: every frame attends to every frame (the teacher, and diffusers parity);
+- block-causal: frames attend to their own and earlier chunks of `chunk_frames` latent frames
+  (training the causal student);
+- streaming: the input chunk(s) attend to a `KVCache` of earlier chunks plus themselves; the
+  first `write_chunks` input chunks are written to the cache (Diagonal Forcing writes the K/V of
+  the last, still noisy denoising pass; Self-Forcing writes from an extra pass on clean latents).
+
+Timesteps are per latent frame ([B, F]), and so are actions, whose embedding is added to the
+time embedding that drives the adaLN modulation (as DIAMOND and Oasis do).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .actions import ActionSpec
+from .kv_cache import KVCache
+from .rope import apply_rope, rope_angles
+
+
+@dataclass
+class ModelConfig:
+    patch_size: tuple[int, int, int] = (1, 2, 2)   # (t, h, w) patch of the 3-D patch embedding
+    num_heads: int = 12                   # attention heads
+    head_dim: int = 128                   # channels per head; model width = num_heads * head_dim
+    in_channels: int = 16                 # latent channels in
+    out_channels: int = 16                # latent channels out (velocity)
+    text_dim: int = 4096                  # width of the text encoder's tokens (umT5-XXL: 4096)
+    freq_dim: int = 256                   # sinusoidal timestep embedding width
+    ffn_dim: int = 8960                   # hidden width of the GELU-tanh feed-forward
+    num_layers: int = 30                  # transformer blocks
+    cross_attn_norm: bool = True          # LayerNorm (affine) before cross-attention, as Wan2.1
+    eps: float = 1e-6                     # norm epsilon
+    rope_theta: float = 10000.0           # RoPE base
+    chunk_frames: int = 3                 # latent frames per autoregressive chunk
+    action: ActionSpec = field(default_factory=ActionSpec)  # action conditioning (kind "none" = off)
+
+    @property
+    def dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["patch_size"] = list(self.patch_size)
+        d["action"] = {"kind": self.action.kind, "n": self.action.n, "sizes": list(self.action.sizes),
+                       "dim": self.action.dim}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; expected some of "
+                             f"{sorted(cls.__dataclass_fields__)}")
+        d = dict(d)
+        if "patch_size" in d:
+            d["patch_size"] = tuple(d["patch_size"])
+        if isinstance(d.get("action"), dict):
+            a = d["action"]
+            d["action"] = ActionSpec(a.get("kind", "none"), a.get("n", 0), tuple(a.get("sizes", ())), a.get("dim", 0))
+        return cls(**d)
+
+    def with_overrides(self, **kw) -> ModelConfig:
+        return replace(self, **kw)
+
+
+# Model sizes, DiT-style: one dict of small factories.
+PRESETS = {
+    "wan2.1-1.3b": lambda: ModelConfig(num_heads=12, head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096),
+    "wan2.1-14b": lambda: ModelConfig(num_heads=40, head_dim=128, ffn_dim=13824, num_layers=40, text_dim=4096),
+    "tiny": lambda: ModelConfig(num_heads=2, head_dim=16, ffn_dim=64, num_layers=2, text_dim=32, in_channels=4,
+                                out_channels=4),
+}
+
+
+#################################################################################
+#                      Embedding layers for timesteps, text, actions            #
+#################################################################################
+
+def timestep_sinusoid(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """[N] timesteps -> [N, dim] (cos, sin) features, as diffusers' Timesteps(flip_sin_to_cos=True)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class MLP2(nn.Module):
+    """linear_1 -> activation -> linear_2 (diffusers' TimestepEmbedding / PixArtAlphaTextProjection names)."""
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int, act: nn.Module):
+        super().__init__()
+        self.linear_1 = nn.Linear(d_in, d_hidden)
+        self.act = act
+        self.linear_2 = nn.Linear(d_hidden, d_out)
+
+    def forward(self, x):
+        return self.linear_2(self.act(self.linear_1(x)))
+
+
+class ConditionEmbedder(nn.Module):
+    """Timestep -> (temb, 6 modulation vectors); text tokens -> model width."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.freq_dim = cfg.freq_dim
+        self.time_embedder = MLP2(cfg.freq_dim, cfg.dim, cfg.dim, nn.SiLU())
+        self.act_fn = nn.SiLU()
+        self.time_proj = nn.Linear(cfg.dim, cfg.dim * 6)
+        self.text_embedder = MLP2(cfg.text_dim, cfg.dim, cfg.dim, nn.GELU(approximate="tanh"))
+
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """t: [B, F] -> temb [B, F, dim] (float32: the time path stays in fp32, as in Wan)."""
+        freqs = timestep_sinusoid(t.flatten(), self.freq_dim)
+        dtype = self.time_embedder.linear_1.weight.dtype
+        return self.time_embedder(freqs.to(dtype)).float().unflatten(0, t.shape)
+
+    def modulation(self, temb: torch.Tensor) -> torch.Tensor:
+        """temb [B, F, dim] -> [B, F, 6, dim]."""
+        return self.time_proj(self.act_fn(temb).to(self.time_proj.weight.dtype)).float().unflatten(-1, (6, -1))
+
+
+class ActionEmbedder(nn.Module):
+    """Per-frame action vector -> time-embedding offset. Last layer starts at zero: no effect until trained."""
+
+    def __init__(self, spec: ActionSpec, dim: int):
+        super().__init__()
+        self.mlp = MLP2(spec.embed_inputs, dim, dim, nn.SiLU())
+        nn.init.zeros_(self.mlp.linear_2.weight)
+        nn.init.zeros_(self.mlp.linear_2.bias)
+
+    def forward(self, action: torch.Tensor) -> torch.Tensor:
+        return self.mlp(action.to(self.mlp.linear_1.weight.dtype)).float()
+
+
+#################################################################################
+#                                 Core blocks                                   #
+#################################################################################
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+def per_token(mod: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
+    """[B, F, ..., dim] per-frame values -> [B, F*tokens_per_frame, ..., dim]."""
+    return mod.repeat_interleave(tokens_per_frame, dim=1)
+
+
+class FeedForward(nn.Module):
+    """GELU-tanh MLP with diffusers' FeedForward names (net.0.proj, net.2)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        gelu = nn.Module()
+        gelu.proj = nn.Linear(dim, hidden)
+        self.net = nn.ModuleList([gelu, nn.Dropout(0.0), nn.Linear(hidden, dim)])
+
+    def forward(self, x):
+        return self.net[2](F.gelu(self.net[0].proj(x), approximate="tanh"))
+
+
+class Attention(nn.Module):
+    """Multi-head attention with RMSNorm on q and k across heads (diffusers' WanAttention names)."""
+
+    def __init__(self, dim: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim), nn.Dropout(0.0)])
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+
+    def project(self, x: torch.Tensor, source: torch.Tensor):
+        """x [B, N, dim], source [B, M, dim] -> q [B, N, h, d], k, v [B, M, h, d]."""
+        q = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1))
+        k = self.norm_k(self.to_k(source)).unflatten(-1, (self.heads, -1))
+        v = self.to_v(source).unflatten(-1, (self.heads, -1))
+        return q, k, v
+
+    def attend(self, q, k, v, mask=None) -> torch.Tensor:
+        """q [B, N, h, d], k, v [B, M, h, d], mask broadcastable to [B, h, N, M] (True = attend)."""
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+        return self.to_out[0](out.transpose(1, 2).flatten(2))
+
+
+class StreamContext:
+    """What a forward pass needs to know about attention: positions, masks, cache."""
+
+    def __init__(self, rope, self_mask, cache: KVCache | None, write_tokens: int):
+        self.rope = rope                  # (cos, sin) for the input tokens
+        self.self_mask = self_mask        # [N, N] bool among input tokens, None = bidirectional
+        self.cache = cache
+        self.write_tokens = write_tokens  # leading input tokens whose K/V go into the cache
+
+
+class WanBlock(nn.Module):
+    """adaLN self-attention (RoPE) -> cross-attention to text -> adaLN GELU-tanh FFN."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.norm1 = nn.LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.attn1 = Attention(dim, cfg.num_heads, cfg.eps)
+        self.attn2 = Attention(dim, cfg.num_heads, cfg.eps)
+        self.norm2 = nn.LayerNorm(dim, cfg.eps) if cfg.cross_attn_norm else nn.Identity()
+        self.ffn = FeedForward(dim, cfg.ffn_dim)
+        self.norm3 = nn.LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def self_attention(self, x: torch.Tensor, layer: int, ctx: StreamContext) -> torch.Tensor:
+        q, k, v = self.attn1.project(x, x)
+        q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
+        mask = ctx.self_mask
+        if ctx.cache is not None:
+            k_old, v_old, old_mask = ctx.cache.read(layer)
+            n_old = k_old.shape[1]
+            if ctx.write_tokens:
+                ctx.cache.write(layer, k[:, :ctx.write_tokens], v[:, :ctx.write_tokens])
+            k, v = torch.cat([k_old, k], dim=1), torch.cat([v_old, v], dim=1)
+            mask = join_cache_mask(mask, old_mask, n_old, q.shape[1], x.shape[0], x.device)
+        return self.attn1.attend(q, k, v, mask)
+
+    def forward(self, x, text, text_mask, mod, layer: int, ctx: StreamContext):
+        """x [B, N, dim]; text [B, L, dim]; mod [B, N, 6, dim] (per token, fp32)."""
+        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (self.scale_shift_table + mod).unbind(2)
+        h = modulate(self.norm1(x.float()), shift_msa, scale_msa).type_as(x)
+        x = (x.float() + self.self_attention(h, layer, ctx) * gate_msa).type_as(x)
+        h = self.norm2(x.float()).type_as(x)
+        q, k, v = self.attn2.project(h, text)
+        x = x + self.attn2.attend(q, k, v, None if text_mask is None else text_mask[:, None, None, :])
+        h = modulate(self.norm3(x.float()), c_shift, c_scale).type_as(x)
+        return (x.float() + self.ffn(h).float() * c_gate).type_as(x)
+
+
+def join_cache_mask(self_mask, cache_mask, n_old: int, n_new: int, batch: int, device):
+    """Mask over [cache keys | input keys] for input queries; None when everything is visible."""
+    if self_mask is None and cache_mask is None:
+        return None
+    new = self_mask if self_mask is not None else torch.ones(n_new, n_new, dtype=torch.bool, device=device)
+    old = (cache_mask[:, None, :].expand(batch, n_new, n_old) if cache_mask is not None
+           else torch.ones(batch, n_new, n_old, dtype=torch.bool, device=device))
+    return torch.cat([old, new[None].expand(batch, -1, -1)], dim=-1)[:, None]   # [B, 1, N, M]
+
+
+def block_causal_mask(frames: int, chunk_frames: int, tokens_per_frame: int, device) -> torch.Tensor:
+    """[N, N] True where a query's chunk >= the key's chunk."""
+    chunk = torch.arange(frames, device=device).div(chunk_frames, rounding_mode="floor")
+    chunk = chunk.repeat_interleave(tokens_per_frame)
+    return chunk[:, None] >= chunk[None, :]
+
+
+#################################################################################
+#                                  CausalDiT                                    #
+#################################################################################
+
+class CausalDiT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.patch_embedding = nn.Conv3d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.condition_embedder = ConditionEmbedder(cfg)
+        self.action_embedder = ActionEmbedder(cfg.action, cfg.dim) if cfg.action.kind != "none" else None
+        self.blocks = nn.ModuleList([WanBlock(cfg) for _ in range(cfg.num_layers)])
+        self.norm_out = nn.LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
+        self.proj_out = nn.Linear(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size))
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
+
+    @classmethod
+    def from_preset(cls, name: str, device=None, dtype=None, **overrides) -> CausalDiT:
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}")
+        with torch.device(device or "cpu"):
+            model = cls(PRESETS[name]().with_overrides(**overrides))
+        return model.to(dtype) if dtype is not None else model
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def make_cache(self, batch_size: int, height: int, width: int, window_chunks: int = 4, sink_chunks: int = 0,
+                   device=None, dtype=None) -> KVCache:
+        """A cache for latents of spatial size height x width (before patching)."""
+        cfg = self.config
+        p_t, p_h, p_w = cfg.patch_size
+        tokens = (cfg.chunk_frames // p_t) * (height // p_h) * (width // p_w)
+        ref = self.proj_out.weight
+        return KVCache(cfg.num_layers, batch_size, tokens, cfg.num_heads, cfg.head_dim, window_chunks, sink_chunks,
+                       device=device or ref.device, dtype=dtype or ref.dtype)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None = None,
+                action: torch.Tensor | None = None, *, causal: bool = False, cache: KVCache | None = None,
+                write_chunks: int = 0) -> torch.Tensor:
+        """Predict the flow velocity.
+
+        x: [B, C, F, H, W] latents; t: [B, F] or [B] timesteps in [0, 1000] (network scale);
+        text: [B, L, text_dim]; text_mask: [B, L] bool or None; action: [B, F, A] encoded actions or None.
+        causal: block-causal over chunks of `chunk_frames` (implied by `cache`).
+        cache: attend to it (and write the first `write_chunks` input chunks into it, then advance it).
+        returns [B, C_out, F, H, W].
+        """
+        cfg = self.config
+        batch, _, frames, height, width = x.shape
+        p_t, p_h, p_w = cfg.patch_size
+        fp, hp, wp = frames // p_t, height // p_h, width // p_w
+        if t.ndim == 1:
+            t = t[:, None].expand(batch, frames)
+        if t.shape != (batch, frames):
+            raise ValueError(f"timesteps must have shape [B]={batch} or [B, F]=[{batch}, {frames}], got {list(t.shape)}")
+
+        tokens = self.patch_embedding(x).flatten(2).transpose(1, 2)                  # [B, N, dim], N = fp*hp*wp
+        temb = self.condition_embedder.time_embedding(t[:, ::p_t])                  # [B, fp, dim]
+        if action is not None:
+            if self.action_embedder is None:
+                raise ValueError("this model has no action conditioning (ModelConfig.action.kind == 'none')")
+            temb = temb + self.action_embedder(action[:, ::p_t])
+        mod = per_token(self.condition_embedder.modulation(temb), hp * wp)           # [B, N, 6, dim]
+        text = self.condition_embedder.text_embedder(text.to(tokens.dtype))        # [B, L, dim]
+
+        ctx = self.stream_context(batch, fp, hp, wp, tokens.device, causal or cache is not None, cache, write_chunks)
+        for layer, block in enumerate(self.blocks):
+            tokens = block(tokens, text, text_mask, mod, layer, ctx)
+        if cache is not None and write_chunks:
+            cache.advance(write_chunks)
+
+        shift, scale = (self.scale_shift_table[:, None] + per_token(temb, hp * wp)[:, :, None]).unbind(2)
+        tokens = modulate(self.norm_out(tokens.float()), shift, scale).type_as(tokens)
+        out = self.proj_out(tokens)                                                   # [B, N, C*p_t*p_h*p_w]
+        out = out.reshape(batch, fp, hp, wp, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return out.reshape(batch, -1, frames, height, width)
+
+    def stream_context(self, batch, fp, hp, wp, device, causal, cache, write_chunks) -> StreamContext:
+        cfg = self.config
+        chunk_fp = cfg.chunk_frames // cfg.patch_size[0]
+        start = cache.next_chunk * chunk_fp if cache is not None else torch.zeros(batch, dtype=torch.long, device=device)
+        frame_pos = start[:, None] + torch.arange(fp, device=device)[None]             # [B, fp]
+        rope = rope_angles(frame_pos, hp, wp, cfg.head_dim, cfg.rope_theta)
+        self_mask = block_causal_mask(fp, chunk_fp, hp * wp, device) if causal and fp > chunk_fp else None
+        if cache is not None and fp % chunk_fp:
+            raise ValueError(f"streaming input must be whole chunks of {chunk_fp} latent frames, got {fp}")
+        return StreamContext(rope, self_mask, cache, write_chunks * chunk_fp * hp * wp)
