@@ -1,0 +1,147 @@
+"""`streamvideo.load`: a StreamGenerator from a preset name or a model folder.
+
+A model folder (what `streamvideo train` writes, and what ships as "default") holds
+`streamvideo.json` (architecture, codec, text encoder, latent size, fps, schedule, prompt) and
+safetensors weights: `model.safetensors`, `codec.safetensors`, optionally `text.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .actions import ActionSpec
+from .codecs import PixelCodec, TAEHVCodec
+from .codecs import build as build_codec
+from .generator import StreamGenerator
+from .model import CausalDiT, ModelConfig
+from .text import HashTextEncoder, TextEncoder
+
+PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+GAME_ACTIONS = ActionSpec("discrete", n=6)   # the built-in game: no-op, up, down, left, right, plant
+RANDOM_PRESETS = ("tiny-random", "wan2.1-1.3b")
+MODEL_FILE = "streamvideo.json"
+
+
+def preset_names() -> list[str]:
+    shipped = sorted(p.name for p in PACKAGE_WEIGHTS.glob("*") if (p / MODEL_FILE).exists())
+    return shipped + list(RANDOM_PRESETS)
+
+
+def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        try:
+            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+        except KeyError:
+            raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16") from None
+    return dtype
+
+
+def seeded_random(module_factory, seed: int, device, dtype):
+    """Random weights that are the same on every machine (initialised on the CPU generator)."""
+    torch.manual_seed(seed)
+    if torch.device(device).type == "cpu":
+        return module_factory().to(dtype)
+    with torch.device(device):   # full-size models: initialise in place, never on the host
+        return module_factory().to(dtype)
+
+
+def tiny_random(device, dtype, resolution=None):
+    """A few-MB random model on the built-in game's action space: tests and smoke runs."""
+    height, width = resolution or (64, 64)
+    patch = 4
+    cfg = ModelConfig(num_heads=4, head_dim=32, ffn_dim=256, num_layers=4, text_dim=32, in_channels=3 * patch**2,
+                      out_channels=3 * patch**2, chunk_frames=3, action=GAME_ACTIONS)
+    model = seeded_random(lambda: CausalDiT(cfg), 0, device, dtype)
+    text = HashTextEncoder(dim=32, max_tokens=16)
+    return model, PixelCodec(patch=patch), text, (height // patch, width // patch), 15.0, "a random world"
+
+
+def wan_random(device, dtype, resolution=None):
+    """Wan2.1-1.3B's architecture with random weights, TAEHV decoder, umT5-sized random text: speed work."""
+    height, width = resolution or (480, 832)
+    model = seeded_random(lambda: CausalDiT(ModelConfig()), 0, device, dtype)
+    codec = seeded_random(TAEHVCodec, 0, device, dtype)
+    text = HashTextEncoder(dim=4096, max_tokens=512)
+    return model, codec, text, (height // 8, width // 8), 16.0, "a random world"
+
+
+def from_folder(folder: Path, device, dtype):
+    """A model folder written by `save_model_folder`."""
+    from safetensors.torch import load_file
+    meta = json.loads((folder / MODEL_FILE).read_text())
+    model = CausalDiT(ModelConfig.from_dict(meta["model"]))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    codec = build_codec(**meta["codec"])
+    if (folder / "codec.safetensors").exists():
+        codec.load_state_dict(load_file(str(folder / "codec.safetensors")), strict=True)
+    text = text_encoder_from_meta(meta["text"], folder)
+    return (model.to(device, dtype), codec.to(device, dtype), text, tuple(meta["latent_hw"]), meta["fps"],
+            meta.get("prompt", ""), meta.get("schedule"))
+
+
+def text_encoder_from_meta(spec: dict, folder: Path) -> TextEncoder:
+    kind = spec.get("name")
+    if kind == "hash":
+        return HashTextEncoder(dim=spec["dim"], max_tokens=spec["max_tokens"], seed=spec.get("seed", 0))
+    if kind == "umt5":
+        from .text import UMT5Encoder
+        return UMT5Encoder(folder / spec["folder"], max_tokens=spec.get("max_tokens", 512))
+    raise ValueError(f"{folder / MODEL_FILE}: unknown text encoder {kind!r}; expected 'hash' or 'umt5'")
+
+
+def save_model_folder(folder, model: CausalDiT, codec, text: dict, latent_hw, fps: float, prompt: str = "",
+                      schedule: str | None = None, extra: dict | None = None) -> Path:
+    """Write a model folder that `streamvideo.load(folder)` reads back."""
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"model": model.config.to_dict(), "codec": codec.config(), "text": text, "latent_hw": list(latent_hw),
+            "fps": fps, "prompt": prompt, "schedule": schedule, **(extra or {})}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    codec_state = codec.state_dict()
+    if codec_state:
+        save_file({k: v.contiguous() for k, v in codec_state.items()}, str(folder / "codec.safetensors"))
+    (folder / MODEL_FILE).write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal", schedule=None,
+         batch_size: int = 1, random_weights: bool = False, resolution=None, window_chunks: int = 4,
+         sink_chunks: int = 0, kv_noise: float | None = None, extend: str = "cyclic") -> StreamGenerator:
+    """A ready StreamGenerator.
+
+    name_or_path: "default" (shipped), "tiny-random", "wan2.1-1.3b" (random_weights=True), or a model folder.
+    resolution: (height, width) for the random presets.
+    schedule: step allocation such as "4322222" (diagonal) or "4" (self_forcing / hierarchical);
+              None takes the model's own (or 4322222 / 4).
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = resolve_dtype(dtype, device)
+    name = str(name_or_path)
+    folder_schedule = None
+    if name == "tiny-random":
+        parts = tiny_random(device, dtype, resolution)
+    elif name == "wan2.1-1.3b":
+        if not random_weights:
+            raise ValueError("weights for wan2.1-1.3b are not shipped: pass a diffusers Wan2.1 folder as the path, "
+                             "or random_weights=True to measure speed on the full-size architecture")
+        parts = wan_random(device, dtype, resolution)
+    elif (PACKAGE_WEIGHTS / name / MODEL_FILE).exists():
+        *parts, folder_schedule = from_folder(PACKAGE_WEIGHTS / name, device, dtype)
+    elif (Path(name) / MODEL_FILE).exists():
+        *parts, folder_schedule = from_folder(Path(name), device, dtype)
+    else:
+        raise ValueError(f"no model {name!r}: expected a preset ({', '.join(preset_names())}) or a folder "
+                         f"containing {MODEL_FILE}")
+    model, codec, text, latent_hw, fps, prompt = parts
+    if schedule is None:
+        schedule = (folder_schedule or "4322222") if mode == "diagonal" else "4"
+    return StreamGenerator(model, codec.to(device), text, latent_hw, mode=mode, schedule=schedule,
+                           batch_size=batch_size, fps=fps, window_chunks=window_chunks, sink_chunks=sink_chunks,
+                           kv_noise=kv_noise, default_prompt=prompt, extend=extend)
