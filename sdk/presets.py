@@ -55,7 +55,7 @@ def tiny_random(device, dtype, resolution=None):
     """A few-MB random model on the built-in game's action space: tests and smoke runs."""
     height, width = resolution or (64, 64)
     patch = 4
-    cfg = ModelConfig(num_heads=4, head_dim=32, ffn_dim=256, num_layers=4, text_dim=32, in_channels=3 * patch**2,
+    cfg = ModelConfig(num_heads=2, head_dim=32, ffn_dim=128, num_layers=2, text_dim=32, in_channels=3 * patch**2,
                       out_channels=3 * patch**2, chunk_frames=3, action=GAME_ACTIONS)
     model = seeded_random(lambda: CausalDiT(cfg), 0, device, dtype)
     text = HashTextEncoder(dim=32, max_tokens=16)
