@@ -12,7 +12,6 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "demo": ("streamvideo.demo", "short rollout of a model that prints its speed (no display needed)"),
     "play": ("streamvideo.play", "play a world model with the keyboard (pygame)"),
     "bench": ("streamvideo.bench", "measure first-chunk latency, FPS and memory of every rollout mode"),
     "serve": ("streamvideo.bridge.server", "serve sessions over ZeroMQ + MessagePack"),
@@ -25,7 +24,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamvideo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 

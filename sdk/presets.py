@@ -111,6 +111,35 @@ def save_model_folder(folder, model: CausalDiT, codec, text: dict, latent_hw, fp
     return folder
 
 
+def load_parts(name_or_path="default", device=None, dtype=None, random_weights: bool = False, resolution=None):
+    """(model, codec, text encoder, latent_hw, fps, default prompt, model's own schedule) without a generator,
+    so several generators (e.g. one per rollout mode in `streamvideo bench`) can share one model."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = resolve_dtype(dtype, device)
+    name = str(name_or_path)
+    if name == "tiny-random":
+        return (*tiny_random(device, dtype, resolution), None)
+    if name == "wan2.1-1.3b":
+        if not random_weights:
+            raise ValueError("weights for wan2.1-1.3b are not shipped: pass a diffusers Wan2.1 folder as the path, "
+                             "or random_weights=True to measure speed on the full-size architecture")
+        return (*wan_random(device, dtype, resolution), None)
+    for folder in (PACKAGE_WEIGHTS / name, Path(name)):
+        if (folder / MODEL_FILE).exists():
+            return from_folder(folder, device, dtype)
+    raise ValueError(f"no model {name!r}: expected a preset ({', '.join(preset_names())}) or a folder "
+                     f"containing {MODEL_FILE}")
+
+
+def generator_from_parts(parts, mode: str = "diagonal", schedule=None, **kw) -> StreamGenerator:
+    model, codec, text, latent_hw, fps, prompt, own_schedule = parts
+    if schedule is None:
+        schedule = (own_schedule or "4322222") if mode == "diagonal" else "4"
+    device = next(model.parameters()).device
+    return StreamGenerator(model, codec.to(device), text, latent_hw, mode=mode, schedule=schedule, fps=fps,
+                           default_prompt=prompt, **kw)
+
+
 def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal", schedule=None,
          batch_size: int = 1, random_weights: bool = False, resolution=None, window_chunks: int = 4,
          sink_chunks: int = 0, kv_noise: float | None = None, extend: str = "cyclic") -> StreamGenerator:
@@ -121,27 +150,6 @@ def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal"
     schedule: step allocation such as "4322222" (diagonal) or "4" (self_forcing / hierarchical);
               None takes the model's own (or 4322222 / 4).
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = resolve_dtype(dtype, device)
-    name = str(name_or_path)
-    folder_schedule = None
-    if name == "tiny-random":
-        parts = tiny_random(device, dtype, resolution)
-    elif name == "wan2.1-1.3b":
-        if not random_weights:
-            raise ValueError("weights for wan2.1-1.3b are not shipped: pass a diffusers Wan2.1 folder as the path, "
-                             "or random_weights=True to measure speed on the full-size architecture")
-        parts = wan_random(device, dtype, resolution)
-    elif (PACKAGE_WEIGHTS / name / MODEL_FILE).exists():
-        *parts, folder_schedule = from_folder(PACKAGE_WEIGHTS / name, device, dtype)
-    elif (Path(name) / MODEL_FILE).exists():
-        *parts, folder_schedule = from_folder(Path(name), device, dtype)
-    else:
-        raise ValueError(f"no model {name!r}: expected a preset ({', '.join(preset_names())}) or a folder "
-                         f"containing {MODEL_FILE}")
-    model, codec, text, latent_hw, fps, prompt = parts
-    if schedule is None:
-        schedule = (folder_schedule or "4322222") if mode == "diagonal" else "4"
-    return StreamGenerator(model, codec.to(device), text, latent_hw, mode=mode, schedule=schedule,
-                           batch_size=batch_size, fps=fps, window_chunks=window_chunks, sink_chunks=sink_chunks,
-                           kv_noise=kv_noise, default_prompt=prompt, extend=extend)
+    parts = load_parts(name_or_path, device, dtype, random_weights, resolution)
+    return generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,
+                                sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend)
