@@ -1,0 +1,202 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Text;
+using System.Threading;
+using StreamVideo.MessagePack;
+using StreamVideo.Protocol;
+using StreamVideo.Transport;
+
+namespace StreamVideo.Client
+{
+    /// <summary>
+    /// A connection to a streamvideo server (PROTOCOL.md): handshake, request/reply matched by id with bounded
+    /// timeouts and same-id resends, reconnects, and the stream subscription. Blocking and single-threaded like
+    /// its transport: create, use and dispose it on one thread (in Unity, a worker thread: see
+    /// <see cref="StreamVideoWorker"/>).
+    /// </summary>
+    public sealed class StreamVideoClient : IDisposable
+    {
+        public const string ProtocolVersion = "1.0";
+        const int PollSliceMs = 50;
+
+        readonly TransportFactory _factory;
+        readonly ClientOptions _options;
+        readonly HashSet<string> _topics = new HashSet<string>();
+        ITransport _transport;
+        long _nextId = 1;
+        bool _disposed;
+
+        public StreamVideoClient(TransportFactory factory, ClientOptions options)
+        {
+            _factory = factory;
+            _options = options;
+            RequestTimeoutMs = options.RequestTimeoutMs;
+            Attempts = options.Attempts;
+        }
+
+        /// <summary>The hello reply of the current connection; null before <see cref="Connect"/>.</summary>
+        public ServerInfo Server { get; private set; }
+
+        public int RequestTimeoutMs { get; set; }
+        public int Attempts { get; set; }
+
+        /// <summary>Cancels waits for replies (they throw <see cref="OperationCanceledException"/>); for shutting a worker down quickly.</summary>
+        public CancellationToken Cancellation { get; set; }
+
+        /// <summary>
+        /// Opens fresh sockets (closing any old ones) and says hello; calling it again is a reconnect. Sessions
+        /// live on the server, not on the connection, so they survive it; stream subscriptions are renewed.
+        /// </summary>
+        public ServerInfo Connect()
+        {
+            CheckNotDisposed();
+            if (_transport != null) _transport.Dispose();
+            _transport = null;
+            _transport = _factory(_options.ControlEndpoint, _options.Curve);
+            Server = Hello();
+            foreach (var topic in _topics) _transport.Subscribe(Server.Pub, topic);
+            return Server;
+        }
+
+        /// <summary>Sends <paramref name="op"/> and returns its success reply; an error reply throws <see cref="BridgeException"/>.</summary>
+        public Reply Request(string op, IDictionary<string, object> fields, IList<byte[]> buffers = null)
+        {
+            var reply = Exchange(op, fields, buffers);
+            if (!reply.Ok && reply.ErrorCode == "handshake_required" && op != "hello")
+            {
+                Server = Hello(); // the server sees a new connection (e.g. after a TCP reconnect): greet it again
+                reply = Exchange(op, fields, buffers);
+            }
+            if (!reply.Ok) throw new BridgeException(reply.ErrorCode, reply.ErrorMessage);
+            return reply;
+        }
+
+        public StreamVideoSession Open(OpenOptions options)
+        {
+            var reply = Request("open", (options ?? new OpenOptions()).ToFields());
+            return new StreamVideoSession(this, SessionInfo.FromReply(reply.Header));
+        }
+
+        /// <summary>Refreshes the idle timers of <paramref name="sessions"/>; returns those the server does not know.</summary>
+        public string[] Ping(IList<string> sessions)
+        {
+            var reply = Request("ping", new Dictionary<string, object> { { "sessions", new List<object>(sessions) } });
+            return Fields.Strings(reply.Header, "unknown");
+        }
+
+        /// <summary>Server statistics (sessions, streaming, requests, errors, uptime_s).</summary>
+        public Dictionary<string, object> Stats()
+        {
+            return Fields.Map(Request("stats", new Dictionary<string, object>()).Header, "stats");
+        }
+
+        /// <summary>The next chunk published for a subscribed session, or null if none came within <paramref name="timeoutMs"/>.</summary>
+        public Chunk ReceiveStreamChunk(int timeoutMs)
+        {
+            var frames = Transport.ReceiveStream(timeoutMs);
+            if (frames == null) return null;
+            if (frames.Count < 2) throw new BridgeException(BridgeException.BadReply, "stream message has " + frames.Count + " frame(s), expected [topic, header, buffers...]");
+            var header = DecodeHeader(frames[1]);
+            if (header.ContainsKey("error"))
+            {
+                var error = new Reply(header, null);  // a chunk that failed on the server: streaming stopped
+                throw new BridgeException(error.ErrorCode, error.ErrorMessage);
+            }
+            var chunk = Chunk.FromReply(header, frames.GetRange(2, frames.Count - 2));
+            chunk.Session = Encoding.ASCII.GetString(frames[0]);
+            return chunk;
+        }
+
+        internal void Subscribe(string topic)
+        {
+            if (_topics.Add(topic)) Transport.Subscribe(Server.Pub, topic);
+        }
+
+        internal void Unsubscribe(string topic)
+        {
+            if (_topics.Remove(topic)) Transport.Unsubscribe(topic);
+        }
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            if (_transport != null) _transport.Dispose();
+            _transport = null;
+        }
+
+        ServerInfo Hello()
+        {
+            var fields = new Dictionary<string, object> { { "version", ProtocolVersion }, { "client", _options.ClientName } };
+            var reply = Exchange("hello", fields, null);
+            if (!reply.Ok) throw new BridgeException(reply.ErrorCode, reply.ErrorMessage);
+            return ServerInfo.FromReply(reply.Header, _options.ControlEndpoint);
+        }
+
+        /// <summary>
+        /// One request: send, wait for the reply with its id (late replies to earlier requests are dropped),
+        /// resend with the same id after a timeout. <c>open</c> is never resent: a second one would open a second session.
+        /// </summary>
+        Reply Exchange(string op, IDictionary<string, object> fields, IList<byte[]> buffers)
+        {
+            long id = _nextId++;
+            var header = new Dictionary<string, object>(fields);
+            header["id"] = id;
+            header["op"] = op;
+            var frames = new List<byte[]> { MsgPackWriter.Encode(header) };
+            if (buffers != null) frames.AddRange(buffers);
+
+            int attempts = op == "open" ? 1 : Math.Max(1, Attempts);
+            for (int attempt = 0; attempt < attempts; attempt++)
+            {
+                var clock = Stopwatch.StartNew();
+                if (!Transport.SendControl(frames, RequestTimeoutMs)) continue;
+                while (clock.ElapsedMilliseconds < RequestTimeoutMs)
+                {
+                    Cancellation.ThrowIfCancellationRequested();
+                    int wait = (int)Math.Min(PollSliceMs, Math.Max(1, RequestTimeoutMs - clock.ElapsedMilliseconds));
+                    var message = Transport.ReceiveControl(wait);
+                    if (message == null) continue;
+                    var reply = new Reply(DecodeHeader(message[0]), message.GetRange(1, message.Count - 1));
+                    if (reply.Id == id || (reply.Id == null && !reply.Ok)) return reply;
+                }
+            }
+            string hint = _options.Curve != null ? " (with CURVE, a key the server does not accept looks the same)" : "";
+            throw new BridgeException(BridgeException.Timeout, string.Format(
+                "no reply to '{0}' (id {1}) from {2} within {3} ms, {4} attempt(s){5}",
+                op, id, _options.ControlEndpoint, RequestTimeoutMs, attempts, hint));
+        }
+
+        static Dictionary<string, object> DecodeHeader(byte[] frame)
+        {
+            object value;
+            try
+            {
+                value = MsgPackReader.Decode(frame);
+            }
+            catch (FormatException err)
+            {
+                throw new BridgeException(BridgeException.BadReply, "header is not valid MessagePack: " + err.Message);
+            }
+            var header = value as Dictionary<string, object>;
+            if (header == null) throw new BridgeException(BridgeException.BadReply, "header must be a MessagePack map");
+            return header;
+        }
+
+        ITransport Transport
+        {
+            get
+            {
+                CheckNotDisposed();
+                if (_transport == null) throw new InvalidOperationException("call Connect() first");
+                return _transport;
+            }
+        }
+
+        void CheckNotDisposed()
+        {
+            if (_disposed) throw new ObjectDisposedException("StreamVideoClient");
+        }
+    }
+}

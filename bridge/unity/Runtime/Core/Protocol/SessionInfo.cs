@@ -1,0 +1,58 @@
+using System.Collections.Generic;
+
+namespace StreamVideo.Protocol
+{
+    /// <summary>The <c>open</c> reply: a session's id, frame geometry and action space.</summary>
+    public sealed class SessionInfo
+    {
+        /// <summary>32 lowercase hex characters; the session's capability, keep it private.</summary>
+        public string Id;
+        public string Model;
+        public int FramesPerChunk;
+        public int Height;
+        public int Width;
+        public double Fps;
+        public ActionSpace ActionSpace;
+        public string Prompt;
+        public string Encoding;
+
+        public static SessionInfo FromReply(IDictionary<string, object> reply)
+        {
+            return new SessionInfo
+            {
+                Id = Fields.String(reply, "session"),
+                Model = Fields.String(reply, "model"),
+                FramesPerChunk = Fields.Int(reply, "frames_per_chunk"),
+                Height = Fields.Int(reply, "height"),
+                Width = Fields.Int(reply, "width"),
+                Fps = Fields.Double(reply, "fps"),
+                ActionSpace = ActionSpace.FromMap(Fields.Map(reply, "action_space")),
+                Prompt = Fields.String(reply, "prompt"),
+                Encoding = Fields.String(reply, "encoding"),
+            };
+        }
+    }
+
+    /// <summary>A model's action space: <c>none</c>, <c>discrete</c> (n), <c>multi_discrete</c> (sizes) or <c>continuous</c> (dim).</summary>
+    public sealed class ActionSpace
+    {
+        public string Kind;
+        public int N;
+        public int[] Sizes;
+        public int Dim;
+        /// <summary>Human-readable, e.g. <c>Discrete(4)</c>.</summary>
+        public string Describe;
+
+        public static ActionSpace FromMap(IDictionary<string, object> map)
+        {
+            return new ActionSpace
+            {
+                Kind = Fields.String(map, "kind"),
+                N = Fields.Int(map, "n"),
+                Sizes = Fields.Ints(map, "sizes"),
+                Dim = Fields.Int(map, "dim"),
+                Describe = Fields.String(map, "describe"),
+            };
+        }
+    }
+}
