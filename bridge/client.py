@@ -1,0 +1,315 @@
+"""Python client of the bridge: a DEALER control socket, sessions, and SUB streams (see PROTOCOL.md).
+
+    with Client("tcp://127.0.0.1:5555") as client:
+        session = client.open(prompt="a grassy meadow", seed=0)
+        chunk = session.step(2)                  # lock-step: frames uint8 [T, H, W, 3]
+        stream = session.stream()                # real-time: the server keeps generating
+        session.act(1, wait=False)
+        latest = stream.latest(timeout=0.1)      # newest chunk, or None
+
+Not thread-safe (ZeroMQ sockets are not): use a client from one thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zmq
+import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
+
+from . import protocol as P
+from .protocol import BridgeError
+
+CLIENT_MAX_MESSAGE = 1 << 30
+AUTH_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+@dataclass
+class RemoteChunk:
+    frames: np.ndarray      # uint8 [T, H, W, 3] (raw encoding: read-only view on the received message)
+    index: int
+    nfe: int
+    seconds: float          # generation time on the server
+    prompt: str
+    time: float | None = None  # server wall-clock time of publication (real-time streams)
+
+
+class Client:
+    """A connection to a bridge server; performs the `hello` handshake on construction.
+
+    server_key: the server's public key file (server.key); client_key: this client's secret key file
+    (NAME.key_secret). Give both to use CURVE.
+    """
+
+    def __init__(self, address: str = "tcp://127.0.0.1:5555", *, timeout: float = 10.0, retries: int = 0,
+                 server_key: str | Path | None = None, client_key: str | Path | None = None,
+                 name: str = "streamvideo-python", context: zmq.Context | None = None):
+        self.address, self.timeout, self.retries = address, timeout, retries
+        self._context = context or zmq.Context.instance()
+        self._curve = _load_curve(server_key, client_key)
+        self._ids = itertools.count(1)
+        self.sessions: dict[str, Session] = {}
+        self.async_errors: list[dict] = []  # errors answering requests sent with wait=False (latest 16)
+        self._sock = self._socket(zmq.DEALER)
+        self._sock.maxmsgsize = CLIENT_MAX_MESSAGE
+        self._monitor = self._sock.get_monitor_socket(AUTH_EVENTS) if self._curve else None
+        self._sock.connect(address)
+        self._last_sent = time.monotonic()
+        try:
+            self.info = self.request("hello", version=P.PROTOCOL_VERSION, client=name)[0]
+        except BaseException:
+            self.close()
+            raise
+        self.heartbeat_s = self.info["heartbeat_ms"] / 1000
+
+    # ------------------------------------------------------------------ requests
+
+    def request(self, op: str, buffers: list | tuple = (), timeout: float | None = None, **fields):
+        """Send a request and wait for its reply: (reply header, reply buffers). Raises BridgeError."""
+        rid = self.send(op, buffers, **fields)
+        timeout = self.timeout if timeout is None else timeout
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._send_frames(P.pack({"id": rid, "op": op, **fields}, buffers))
+            reply = self._wait(rid, time.monotonic() + timeout)
+            if reply is not None:
+                header, out = reply
+                if not header.get("ok"):
+                    raise BridgeError(header["error"]["code"], header["error"]["message"])
+                return header, out
+        raise BridgeError("timeout", f"no reply to {op!r} from {self.address} within {timeout} s")
+
+    def send(self, op: str, buffers: list | tuple = (), **fields) -> int:
+        """Send a request without waiting; its reply is discarded when it comes (errors go to async_errors)."""
+        rid = next(self._ids)
+        self._send_frames(P.pack({"id": rid, "op": op, **fields}, buffers))
+        return rid
+
+    def _send_frames(self, frames: list) -> None:
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise BridgeError("timeout", f"cannot send to {self.address}: outgoing queue full") from None
+        self._last_sent = time.monotonic()
+
+    def _wait(self, rid: int, deadline: float):
+        """The reply to `rid`, or None at the deadline. Other replies are dropped (late or fire-and-forget)."""
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
+        while (left := deadline - time.monotonic()) > 0:
+            events = dict(poller.poll(max(1, int(left * 1000))))
+            if self._monitor in events:
+                self._check_auth()
+            if self._sock in events:
+                reply = self._receive()
+                if reply[0].get("id") == rid:
+                    return reply
+        return None
+
+    def _receive(self):
+        frames = self._sock.recv_multipart(copy=False)
+        header, out = P.unpack(frames, P.Limits(max_array_bytes=CLIENT_MAX_MESSAGE))
+        if not header.get("ok", True):
+            self.async_errors = [*self.async_errors[-15:], header]
+        return header, [f.buffer for f in out]
+
+    def _check_auth(self) -> None:
+        event = recv_monitor_message(self._monitor)
+        if event["event"] & AUTH_EVENTS:
+            raise BridgeError("auth_failed", f"{self.address} refused the CURVE handshake (event "
+                                             f"{event['event']}): is this client's public key in the "
+                                             f"server's authorized_clients/ and the server key right?")
+
+    def drain(self) -> None:
+        """Read and drop whatever replies are waiting (fire-and-forget requests), without blocking."""
+        while self._sock.poll(0):
+            self._receive()
+
+    def heartbeat(self) -> None:
+        """Ping for this client's sessions if nothing was sent for heartbeat_ms (does not wait)."""
+        self.drain()
+        if time.monotonic() - self._last_sent >= self.heartbeat_s:
+            self.send("ping", sessions=list(self.sessions))
+
+    # ------------------------------------------------------------------ operations
+
+    def open(self, **options) -> Session:
+        """Open a session: model, prompt, seed, mode, schedule, encoding ("raw" | "jpeg"), quality."""
+        info = self.request("open", **{k: v for k, v in options.items() if v is not None})[0]
+        session = Session(self, info)
+        self.sessions[session.id] = session
+        return session
+
+    def ping(self) -> dict:
+        return self.request("ping", sessions=list(self.sessions))[0]
+
+    def server_stats(self) -> dict:
+        return self.request("stats")[0]["stats"]
+
+    def close(self) -> None:
+        for sock in (self._monitor, getattr(self, "_sock", None)):
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ sockets
+
+    def _socket(self, kind: int) -> zmq.Socket:
+        sock = self._context.socket(kind)
+        sock.linger = 0
+        if self._curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+        return sock
+
+    def _stream_address(self) -> str:
+        """The server's PUB endpoint, with a wildcard host replaced by the control host."""
+        pub = self.info["pub"]
+        host = self.address.split("://", 1)[1].rsplit(":", 1)[0]
+        scheme, rest = pub.split("://", 1)
+        pub_host, port = rest.rsplit(":", 1)
+        if pub_host in ("0.0.0.0", "*", "[::]", "::"):
+            pub_host = host
+        return f"{scheme}://{pub_host}:{port}"
+
+
+class Session:
+    """One server-side stream, driven lock-step (`step`) or in real time (`stream` + `act`)."""
+
+    def __init__(self, client: Client, info: dict):
+        self.client, self.info = client, info
+        self.id: str = info["session"]
+        self.frames_per_chunk, self.height, self.width = info["frames_per_chunk"], info["height"], info["width"]
+        self.fps: float = info["fps"]
+
+    def reset(self, prompt: str | None = None, seed: int | None = None, context_frames=None) -> None:
+        buffers: list = []
+        fields = {k: v for k, v in dict(prompt=prompt, seed=seed).items() if v is not None}
+        if context_frames is not None:
+            fields["context_frames"] = P.encode_array(np.asarray(context_frames, np.uint8), buffers)
+        self._call("reset", buffers, **fields)
+
+    def step(self, action=None) -> RemoteChunk:
+        buffers: list = []
+        header, out = self._call("step", buffers, action=_wire_action(action, buffers))
+        return _chunk(header, out)
+
+    def set_prompt(self, prompt: str, recache: bool = False) -> None:
+        self._call("set_prompt", prompt=prompt, recache=recache)
+
+    def stats(self) -> dict:
+        return self._call("stats")[0]["stats"]
+
+    def stream(self, on: bool = True, fps: float | None = None, hwm: int = 2,
+               rcvbuf: int | None = None) -> Stream | None:
+        """Start real-time mode (subscribing first, so the stream's start is not missed); returns the Stream.
+
+        on=False stops it (returns None). fps: frames per second to generate at (0: as fast as possible).
+        """
+        subscriber = Stream(self.client, self.id, hwm, rcvbuf) if on else None
+        fields = {"on": on} if fps is None else {"on": on, "fps": float(fps)}
+        try:
+            self._call("stream", **fields)
+        except BaseException:
+            if subscriber is not None:
+                subscriber.close()
+            raise
+        return subscriber
+
+    def act(self, action, wait: bool = True) -> int | None:
+        """Set the real-time action. wait=False never blocks on the network (the reply is dropped)."""
+        buffers: list = []
+        fields = {"session": self.id, "action": _wire_action(action, buffers)}
+        if not wait:
+            self.client.drain()
+            self.client.send("act", buffers, **fields)
+            return None
+        return self.client.request("act", buffers, **fields)[0]["index"]
+
+    def close(self) -> None:
+        self.client.sessions.pop(self.id, None)
+        self._call("close")
+
+    def _call(self, op: str, buffers: list | tuple = (), **fields):
+        return self.client.request(op, buffers, session=self.id, **fields)
+
+
+class Stream:
+    """A subscription to one session's real-time chunks (lossy: a slow reader gets the newest ones)."""
+
+    def __init__(self, client: Client, session_id: str, hwm: int = 2, rcvbuf: int | None = None):
+        """hwm: chunks queued in ZeroMQ; rcvbuf: kernel receive buffer in bytes (None: the OS default)."""
+        self.client = client
+        self.sock = client._socket(zmq.SUB)
+        self.sock.rcvhwm = hwm
+        if rcvbuf is not None:
+            self.sock.rcvbuf = rcvbuf
+        self.sock.maxmsgsize = CLIENT_MAX_MESSAGE
+        self.sock.setsockopt(zmq.SUBSCRIBE, session_id.encode())
+        self.sock.connect(client._stream_address())
+
+    def recv(self, timeout: float | None = None) -> RemoteChunk | None:
+        """The next chunk, or None after `timeout` seconds (None: wait forever). Sends heartbeats."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.client.heartbeat()
+            left = self.client.heartbeat_s
+            if deadline is not None:
+                left = min(max(0.0, deadline - time.monotonic()), left)
+            if self.sock.poll(int(left * 1000)):
+                return self._read()
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def latest(self, timeout: float = 0.0) -> RemoteChunk | None:
+        """The newest chunk waiting (older ones are dropped), else wait up to `timeout` for one."""
+        newest = None
+        while self.sock.poll(0):
+            newest = self._read()
+        return newest if newest is not None else self.recv(timeout)
+
+    def _read(self) -> RemoteChunk:
+        frames = self.sock.recv_multipart(copy=False)
+        header, out = P.unpack(frames[1:], P.Limits(max_array_bytes=CLIENT_MAX_MESSAGE))
+        if "error" in header:
+            raise BridgeError(header["error"]["code"], header["error"]["message"])
+        return _chunk(header, [f.buffer for f in out])
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+def _chunk(header: dict, buffers: list) -> RemoteChunk:
+    return RemoteChunk(P.decode_chunk(header["frames"], buffers), header["index"], header["nfe"],
+                       header["seconds"], header["prompt"], header.get("time"))
+
+
+def _wire_action(action, buffers: list):
+    """Python action -> wire value: integers as is, arrays as array maps (inline when small)."""
+    if action is None or isinstance(action, (int, np.integer)):
+        return None if action is None else int(action)
+    array = np.asarray(action)
+    return P.encode_array(array, buffers if array.nbytes > 4096 else None)
+
+
+def _load_curve(server_key, client_key):
+    if server_key is None and client_key is None:
+        return None
+    if server_key is None or client_key is None:
+        raise ValueError("CURVE needs both server_key (server.key) and client_key (NAME.key_secret)")
+    server_public, _ = zmq.auth.load_certificate(str(server_key))
+    public, secret = zmq.auth.load_certificate(str(client_key))
+    if secret is None:
+        raise ValueError(f"{client_key} holds no secret key; pass the NAME.key_secret file")
+    return server_public, public, secret

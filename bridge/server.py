@@ -1,0 +1,502 @@
+"""`streamvideo serve`: sessions of streaming world models over ZeroMQ + MessagePack (see PROTOCOL.md).
+
+One thread owns the ROUTER (control) and PUB (stream) sockets and every session's generator. Cheap
+requests are answered at once; `step` requests queue per session; real-time sessions fall due at
+their rate. Between control reads the server runs exactly one chunk, picking round-robin among the
+sessions that have work, so every session waits at most one chunk of each other session.
+
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:*", pub="tcp://127.0.0.1:*", models=("tiny-random",)))
+    server.start()            # background thread; server.endpoints holds the bound addresses
+    ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import secrets
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import zmq
+
+from . import protocol as P
+from .protocol import BridgeError, Limits
+
+log = logging.getLogger("streamvideo.bridge")
+
+MAX_PEERS = 4096           # remembered handshakes (least recently seen are forgotten first)
+READS_PER_TURN = 64        # control messages read between two chunks
+SWEEP_SECONDS = 0.2        # how often idle sessions are looked for
+MAX_POLL_MS = 100          # longest sleep; bounds the reaction time to stop()
+LOOPBACK_HOSTS = ("127.", "localhost", "::1", "[::1]")
+
+
+@dataclass
+class ServerConfig:
+    bind: str = "tcp://127.0.0.1:5555"        # control socket (ROUTER)
+    pub: str = "tcp://127.0.0.1:5556"         # real-time stream socket (PUB)
+    models: tuple[str, ...] = ("default",)    # models clients may open; the first is the default
+    device: str = "cpu"
+    curve_keys: str | None = None             # folder with server.key_secret + authorized_clients/
+    insecure: bool = False                    # allow plaintext on non-loopback addresses
+    heartbeat_ms: int = 1000
+    limits: Limits = field(default_factory=Limits)
+
+
+class Session:
+    """One client stream: its generator, its queued requests and its real-time state."""
+
+    def __init__(self, sid: str, model: str, generator, prompt: str | None, encoding: str, quality: int):
+        self.id, self.model, self.gen = sid, model, generator
+        self.prompt = prompt               # None: the model's default prompt
+        self.encoding, self.quality = encoding, quality
+        self.queue: deque = deque()        # (identity, Request, decoded payload)
+        self.streaming = False
+        self.period = 0.0                  # seconds between real-time chunks (0: as fast as possible)
+        self.next_due = 0.0
+        self.action = None                 # latest action of a real-time session
+        self.last_index = -1               # index of the last published chunk
+        self.last_seen = time.monotonic()
+        self.last_reply: tuple | None = None  # ((identity, request id), frames): answers a retried request
+
+    def due(self, now: float) -> bool:
+        return self.streaming and now >= self.next_due
+
+
+class Server:
+    """The bridge server. `loader(name, device=..., mode=..., schedule=...)` builds a session's generator."""
+
+    def __init__(self, config: ServerConfig, loader=None):
+        self.config = config
+        self.limits = config.limits
+        self.endpoints: dict[str, str] = {}
+        self.sessions: dict[str, Session] = {}
+        self._loader = loader or _load_generator
+        self._peers: OrderedDict[bytes, float] = OrderedDict()
+        self._counts = {"requests": 0, "errors": 0, "chunks": 0}
+        self._started = time.monotonic()
+        self._rr = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._handlers = {"hello": self._op_hello, "open": self._op_open, "stats": self._op_server_stats,
+                          "ping": self._op_ping}
+        self._session_ops = {"reset": self._op_reset, "step": self._op_step, "set_prompt": self._op_set_prompt,
+                             "stats": self._op_stats, "close": self._op_close, "stream": self._op_stream,
+                             "act": self._op_act}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 30.0) -> Server:
+        """Serve on a background thread; returns once the sockets are bound (raises if binding failed)."""
+        self._thread = threading.Thread(target=self._serve_quietly, name="streamvideo-bridge", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"bridge server did not bind within {timeout} s")
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def serve_forever(self) -> None:
+        """Bind and serve in the calling thread until stop()."""
+        context = zmq.Context()
+        auth, sockets = None, []
+        try:
+            auth = _start_authenticator(context, self.config.curve_keys) if self.config.curve_keys else None
+            sockets = self._bind(context)
+            self._ready.set()
+            self._loop(*sockets)
+        except BaseException as err:
+            self._failure = err  # for start(), which waits for _ready
+            raise
+        finally:
+            self._ready.set()
+            for sock in sockets:
+                sock.close(linger=0)
+            if auth is not None:
+                auth.stop()
+            context.term()
+
+    def _serve_quietly(self) -> None:
+        try:
+            self.serve_forever()
+        except BaseException:  # start() re-raises it if binding failed
+            log.exception("bridge server stopped")
+
+    def _bind(self, context: zmq.Context) -> list:
+        _check_exposure(self.config)
+        router, pub = context.socket(zmq.ROUTER), context.socket(zmq.PUB)
+        for sock in (router, pub):
+            _common_options(sock, self.config.heartbeat_ms)
+            if self.config.curve_keys:
+                _curve_server(sock, self.config.curve_keys)
+        router.maxmsgsize = self.limits.max_message_bytes
+        router.sndhwm = router.rcvhwm = 1000
+        pub.sndhwm = self.limits.stream_hwm
+        pub.sndbuf = self.limits.stream_sndbuf
+        pub.maxmsgsize = 1024  # subscriptions only
+        router.bind(self.config.bind)
+        pub.bind(self.config.pub)
+        self.endpoints = {"control": router.last_endpoint.decode(), "pub": pub.last_endpoint.decode()}
+        log.info("serving %s on %s, streams on %s%s", list(self.config.models), self.endpoints["control"],
+                 self.endpoints["pub"], " (CURVE)" if self.config.curve_keys else "")
+        return [router, pub]
+
+    # ------------------------------------------------------------------ main loop
+
+    def _loop(self, router: zmq.Socket, pub: zmq.Socket) -> None:
+        self._router, self._pub = router, pub
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        next_sweep = 0.0
+        while not self._stop.is_set():
+            if poller.poll(self._poll_ms(time.monotonic())):
+                self._read_control()
+            now = time.monotonic()
+            self._run_next(now)
+            if now >= next_sweep:
+                self._reclaim_idle(now)
+                next_sweep = now + SWEEP_SECONDS
+
+    def _poll_ms(self, now: float) -> int:
+        if any(s.queue for s in self.sessions.values()):
+            return 0
+        due = [s.next_due for s in self.sessions.values() if s.streaming]
+        wait = min(due, default=now + 1.0) - now
+        return max(0, min(MAX_POLL_MS, math.ceil(wait * 1000)))
+
+    def _read_control(self) -> None:
+        for _ in range(READS_PER_TURN):
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle(frames[0].bytes, frames[1:])
+
+    def _run_next(self, now: float) -> None:
+        """Run one unit of work (a queued request or a due real-time chunk), round-robin over sessions."""
+        ids = list(self.sessions)
+        for k in range(len(ids)):
+            session = self.sessions[ids[(self._rr + k) % len(ids)]]
+            if session.queue:
+                self._execute(session, *session.queue.popleft())
+            elif session.due(now):
+                self._stream_chunk(session, now)
+            else:
+                continue
+            self._rr = (self._rr + k + 1) % len(ids)
+            return
+
+    def _reclaim_idle(self, now: float) -> None:
+        timeout = self.limits.idle_timeout_ms / 1000
+        for sid in [sid for sid, s in self.sessions.items() if now - s.last_seen > timeout]:
+            del self.sessions[sid]
+            log.info("session %s reclaimed after %.1f s without a request", sid, timeout)
+
+    # ------------------------------------------------------------------ requests
+
+    def _handle(self, identity: bytes, frames: list) -> None:
+        self._counts["requests"] += 1
+        rid = None
+        try:
+            header, buffers = P.unpack(frames, self.limits)
+            rid = P.request_id(header)
+            request = P.parse_request(header, self.limits)
+            self._check_handshake(identity, request)
+            if "session" in request.fields:
+                self._session_request(identity, request, buffers)
+                return
+            fields, out = self._handlers[request.op](identity, request, buffers)
+            self._send(identity, P.pack(P.ok(rid, **fields), out))
+        except BridgeError as err:
+            self._send_error(identity, rid, err)
+
+    def _check_handshake(self, identity: bytes, request: P.Request) -> None:
+        if request.op == "hello":
+            return
+        if identity not in self._peers:
+            raise BridgeError("handshake_required", f"send hello with version {P.PROTOCOL_VERSION!r} "
+                                                    f"before {request.op!r}")
+        self._peers.move_to_end(identity)
+
+    def _session_request(self, identity: bytes, request: P.Request, buffers: list) -> None:
+        session = self._session(request.fields["session"])
+        session.last_seen = time.monotonic()
+        key = (identity, request.id)
+        if session.last_reply is not None and session.last_reply[0] == key:
+            self._send(identity, session.last_reply[1])  # a retry: same answer, not run twice
+            return
+        if any(item[0] == identity and item[1].id == request.id for item in session.queue):
+            return  # a retry of a request still queued: its reply will come once
+        payload = self._payload(session, request, buffers)
+        if request.op != "step" and not session.queue:
+            self._execute(session, identity, request, payload)
+        elif len(session.queue) >= self.limits.max_pending:
+            raise BridgeError("busy", f"session has {len(session.queue)} requests queued "
+                                      f"(max_pending={self.limits.max_pending}); wait for replies")
+        else:
+            session.queue.append((identity, request, payload))
+
+    def _payload(self, session: Session, request: P.Request, buffers: list):
+        """Decode and validate what a session request carries, before it is queued."""
+        if request.op in ("step", "act"):
+            action = P.decode_action(request.fields.get("action"), buffers, self.limits)
+            try:
+                return session.gen.action_spec.validate(action)
+            except ValueError as err:
+                raise BridgeError("bad_action", str(err)) from None
+        if request.op == "reset" and "context_frames" in request.fields:
+            frames = P.decode_array(request.fields["context_frames"], buffers, self.limits, "context_frames")
+            if frames.dtype.name != "uint8" or frames.ndim != 4 or frames.shape[-1] != 3:
+                raise BridgeError("bad_array", f"context_frames must be uint8 [N, H, W, 3], "
+                                               f"got {frames.dtype.name} {list(frames.shape)}")
+            return frames
+        return None
+
+    def _execute(self, session: Session, identity: bytes, request: P.Request, payload) -> None:
+        try:
+            fields, out = self._session_ops[request.op](session, request, payload)
+            header = P.ok(request.id, **fields)
+        except BridgeError as err:
+            header, out = P.error(request.id, err.code, err.message), []
+        except ValueError as err:  # the generator refused a value the client chose
+            header, out = P.error(request.id, "bad_type", str(err)), []
+        except Exception as err:
+            log.exception("session %s: %s failed", session.id, request.op)
+            header, out = P.error(request.id, "internal", f"{type(err).__name__}: {err}"), []
+        if not header["ok"]:
+            self._counts["errors"] += 1
+        parts = P.pack(header, out)
+        session.last_reply = ((identity, request.id), parts)
+        self._send(identity, parts)
+
+    def _session(self, sid: str) -> Session:
+        try:
+            return self.sessions[sid]
+        except KeyError:
+            raise BridgeError("unknown_session", f"no session {sid}: never opened, closed, or reclaimed "
+                                                 f"after {self.limits.idle_timeout_ms} ms idle") from None
+
+    def _send(self, identity: bytes, parts: list) -> None:
+        self._router.send_multipart([identity, *parts], copy=False)  # ROUTER drops, never blocks
+
+    def _send_error(self, identity: bytes, rid, err: BridgeError) -> None:
+        self._counts["errors"] += 1
+        self._send(identity, P.pack(P.error(rid, err.code, err.message)))
+
+    # ------------------------------------------------------------------ connection-level ops
+
+    def _op_hello(self, identity: bytes, request: P.Request, buffers: list):
+        version = request.fields["version"]
+        if P.major(version) != P.major(P.PROTOCOL_VERSION):
+            self._peers.pop(identity, None)
+            raise BridgeError("version_mismatch", f"client speaks protocol {version}, this server speaks "
+                                                  f"{P.PROTOCOL_VERSION}; major versions must match")
+        self._peers[identity] = time.monotonic()
+        self._peers.move_to_end(identity)
+        while len(self._peers) > MAX_PEERS:
+            self._peers.popitem(last=False)
+        from streamvideo import __version__
+        return {"version": P.PROTOCOL_VERSION, "server": f"streamvideo {__version__}",
+                "models": list(self.config.models), "encodings": list(P.ENCODINGS),
+                "pub": self.endpoints["pub"], "heartbeat_ms": self.config.heartbeat_ms,
+                "limits": self.limits.as_dict()}, []
+
+    def _op_open(self, identity: bytes, request: P.Request, buffers: list):
+        f = request.fields
+        if len(self.sessions) >= self.limits.max_sessions:
+            raise BridgeError("server_full", f"{len(self.sessions)} sessions open "
+                                             f"(max_sessions={self.limits.max_sessions}); close one first")
+        model = f.get("model", self.config.models[0])
+        if model not in self.config.models:
+            raise BridgeError("unknown_model", f"model {model!r} is not served; expected one of "
+                                               f"{list(self.config.models)}")
+        settings = {k: f[k] for k in ("mode", "schedule") if k in f}
+        try:
+            gen = self._loader(model, device=self.config.device, **settings)
+            gen.reset(prompt=f.get("prompt"), seed=f.get("seed"))
+        except ValueError as err:
+            raise BridgeError("bad_type", f"cannot open {model!r} with {settings}: {err}") from None
+        sid = secrets.token_hex(16)
+        session = Session(sid, model, gen, f.get("prompt"), f.get("encoding", "raw"), f.get("quality", 85))
+        self.sessions[sid] = session
+        log.info("session %s opened (%s, %d open)", sid, model, len(self.sessions))
+        return {"session": sid, "model": model, "frames_per_chunk": gen.frames_per_chunk,
+                "height": gen.height, "width": gen.width, "fps": float(gen.fps),
+                "action_space": P.describe_space(gen.action_spec), "encoding": session.encoding}, []
+
+    def _op_server_stats(self, identity: bytes, request: P.Request, buffers: list):
+        stats = {"sessions": len(self.sessions), "streaming": sum(s.streaming for s in self.sessions.values()),
+                 "uptime_s": time.monotonic() - self._started, **self._counts}
+        return {"stats": stats}, []
+
+    def _op_ping(self, identity: bytes, request: P.Request, buffers: list):
+        now, unknown = time.monotonic(), []
+        for sid in request.fields.get("sessions", []):
+            if sid in self.sessions:
+                self.sessions[sid].last_seen = now
+            else:
+                unknown.append(sid)
+        return {"time": time.time(), "unknown": unknown}, []
+
+    # ------------------------------------------------------------------ session ops
+
+    def _op_reset(self, session: Session, request: P.Request, context_frames):
+        f = request.fields
+        session.prompt = f.get("prompt", session.prompt)  # reset keeps the current prompt unless given
+        session.gen.reset(prompt=session.prompt, seed=f.get("seed"), context_frames=context_frames)
+        session.last_index = -1
+        return {}, []
+
+    def _op_step(self, session: Session, request: P.Request, action):
+        if session.streaming:
+            raise BridgeError("bad_state", "session is streaming: send act, or stream with on=false first")
+        chunk = session.gen.step(action)
+        out: list = []
+        frames = P.encode_chunk(chunk.frames, session.encoding, out, session.quality)
+        self._counts["chunks"] += 1
+        return {"index": int(chunk.index), "nfe": int(chunk.nfe), "seconds": float(chunk.seconds),
+                "prompt": chunk.prompt, "frames": frames}, out
+
+    def _op_set_prompt(self, session: Session, request: P.Request, payload):
+        session.gen.set_prompt(request.fields["prompt"], recache=request.fields.get("recache", False))
+        session.prompt = request.fields["prompt"]
+        return {}, []
+
+    def _op_stats(self, session: Session, request: P.Request, payload):
+        stats = {**session.gen.stats, "streaming": session.streaming, "pending": len(session.queue),
+                 "model": session.model}
+        return {"stats": stats}, []
+
+    def _op_close(self, session: Session, request: P.Request, payload):
+        self.sessions.pop(session.id, None)
+        log.info("session %s closed (%d open)", session.id, len(self.sessions))
+        return {}, []
+
+    def _op_stream(self, session: Session, request: P.Request, payload):
+        session.streaming = request.fields.get("on", True)
+        fps = request.fields.get("fps", float(session.gen.fps))
+        session.period = session.gen.frames_per_chunk / fps if fps > 0 else 0.0
+        session.next_due = time.monotonic()
+        return {"topic": session.id, "pub": self.endpoints["pub"]}, []
+
+    def _op_act(self, session: Session, request: P.Request, action):
+        session.action = action
+        return {"index": session.last_index}, []
+
+    def _stream_chunk(self, session: Session, now: float) -> None:
+        """Generate and publish one real-time chunk with the session's latest action."""
+        header = {"session": session.id, "time": time.time()}
+        out: list = []
+        try:
+            chunk = session.gen.step(session.action)
+            header.update(index=int(chunk.index), nfe=int(chunk.nfe), seconds=float(chunk.seconds), prompt=chunk.prompt,
+                          frames=P.encode_chunk(chunk.frames, session.encoding, out, session.quality))
+            session.last_index = int(chunk.index)
+            self._counts["chunks"] += 1
+        except Exception as err:
+            log.exception("session %s: real-time chunk failed; streaming stops", session.id)
+            session.streaming = False
+            header["error"] = {"code": "internal", "message": f"{type(err).__name__}: {err}"}
+        session.next_due = max(session.next_due + session.period, now)  # never bursts to catch up
+        self._pub.send_multipart([session.id.encode(), *P.pack(header, out)], copy=False)
+
+
+# ---------------------------------------------------------------------- sockets and security
+
+def _load_generator(name: str, **settings):
+    import streamvideo
+    return streamvideo.load(name, **settings)
+
+
+def _common_options(sock: zmq.Socket, heartbeat_ms: int) -> None:
+    sock.linger = 0
+    sock.heartbeat_ivl = heartbeat_ms
+    sock.heartbeat_timeout = 3 * heartbeat_ms
+    sock.heartbeat_ttl = 3 * heartbeat_ms
+
+
+def _is_local(endpoint: str) -> bool:
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0]
+    return host.startswith(LOOPBACK_HOSTS)
+
+
+def _check_exposure(config: ServerConfig) -> None:
+    exposed = [e for e in (config.bind, config.pub) if not _is_local(e)]
+    if exposed and not config.curve_keys and not config.insecure:
+        raise ValueError(f"refusing to serve plaintext on non-loopback {exposed}: pass --curve-keys DIR "
+                         f"(create one with python -m streamvideo.bridge.keys DIR) or --insecure")
+
+
+def _start_authenticator(context: zmq.Context, keys_dir: str):
+    """ZAP handler allowing exactly the public keys in keys_dir/authorized_clients/."""
+    from zmq.auth.thread import ThreadAuthenticator
+    allowed = Path(keys_dir) / "authorized_clients"
+    if not allowed.is_dir() or not (Path(keys_dir) / "server.key_secret").is_file():
+        raise FileNotFoundError(f"{keys_dir} needs server.key_secret and authorized_clients/; create them with "
+                                f"python -m streamvideo.bridge.keys {keys_dir}")
+    auth = ThreadAuthenticator(context, log=log.getChild("auth"))
+    auth.start()
+    auth.configure_curve(domain="*", location=str(allowed))
+    return auth
+
+
+def _curve_server(sock: zmq.Socket, keys_dir: str) -> None:
+    public, secret = zmq.auth.load_certificate(str(Path(keys_dir) / "server.key_secret"))
+    sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+
+
+# ---------------------------------------------------------------------- command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ServerConfig()
+    parser.add_argument("--bind", default=d.bind, help="control (ROUTER) endpoint; loopback by default")
+    parser.add_argument("--pub", default=d.pub, help="real-time stream (PUB) endpoint")
+    parser.add_argument("--model", action="append", help="model clients may open (repeatable; the first is "
+                                                         f"the default); default {d.models[0]!r}")
+    parser.add_argument("--device", default=d.device, help="torch device for the generators")
+    parser.add_argument("--max-sessions", type=int, default=d.limits.max_sessions)
+    parser.add_argument("--idle-timeout", type=float, default=d.limits.idle_timeout_ms / 1000,
+                        help="seconds without a request after which a session is closed")
+    parser.add_argument("--heartbeat", type=float, default=d.heartbeat_ms / 1000,
+                        help="heartbeat interval in seconds (ZMTP and client pings)")
+    parser.add_argument("--curve-keys", metavar="DIR", help="CURVE keys: DIR/server.key_secret and "
+                                                            "DIR/authorized_clients/*.key")
+    parser.add_argument("--insecure", action="store_true", help="allow plaintext on non-loopback addresses")
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    limits = replace(Limits(), max_sessions=args.max_sessions, idle_timeout_ms=int(args.idle_timeout * 1000))
+    return ServerConfig(bind=args.bind, pub=args.pub, models=tuple(args.model or ServerConfig.models),
+                        device=args.device, curve_keys=args.curve_keys, insecure=args.insecure,
+                        heartbeat_ms=int(args.heartbeat * 1000), limits=limits)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = Server(config_from_args(args))
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, FileNotFoundError, zmq.ZMQError) as err:
+        print(f"streamvideo serve: {err}")
+        return 2
+    return 0
