@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -81,6 +82,27 @@ def _passed(result: subprocess.CompletedProcess) -> None:
     assert any(line.startswith("PASS") for line in lines)
 
 
+# ---------------------------------------------------------------------------------------------- package
+
+def test_package_layout():
+    """package.json and the asmdefs are valid, reference each other by existing names, and gate NetMQ code."""
+    unity = REPO / "bridge" / "unity"
+    package = json.loads((unity / "package.json").read_text())
+    assert package["name"].startswith("com.") and package["name"] == package["name"].lower()
+    for sample in package["samples"]:
+        assert (unity / sample["path"]).is_dir(), sample["path"]
+    asmdefs = {path: json.loads(path.read_text()) for path in unity.rglob("*.asmdef")}
+    names = {a["name"] for a in asmdefs.values()}
+    for path, asmdef in asmdefs.items():
+        for reference in asmdef["references"]:
+            assert reference in names | {"UnityEngine.UI"}, f"{path.name} references unknown {reference}"
+        uses_netmq = any("using NetMQ;" in cs.read_text() or "StreamVideo.NetMq" in cs.read_text()
+                         for cs in path.parent.rglob("*.cs"))
+        assert uses_netmq == ("STREAMVIDEO_NETMQ" in asmdef["defineConstraints"]), path.name
+    core = next(a for a in asmdefs.values() if a["name"] == "StreamVideo.Core")
+    assert core["noEngineReferences"] and not core["references"]
+
+
 # ---------------------------------------------------------------------------------------------- unit
 
 def _codec_values() -> dict:
@@ -141,18 +163,18 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serve(*extra: str, client_keys: dict | None = None):
-    """A `streamvideo serve` subprocess on free loopback ports; yields its control endpoint once it answers."""
+def _serve(log: Path, *extra: str, client_keys: dict | None = None):
+    """A `streamvideo serve` subprocess on free loopback ports (output to `log`); yields its control endpoint."""
     from streamvideo.bridge import BridgeError, Client
 
     control, pub = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
-    process = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", control, "--pub", pub,
-                                "--model", MODEL, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", control,
+                                    "--pub", pub, "--model", MODEL, *extra], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + SERVER_START_S
         while True:
-            assert process.poll() is None, f"streamvideo serve exited:\n{process.stdout.read()}"
+            assert process.poll() is None, f"streamvideo serve exited:\n{log.read_text()}"
             try:
                 Client(control, timeout=1.0, **(client_keys or {})).close()
                 break
@@ -209,8 +231,10 @@ def test_conformance_against_live_server(programs, tmp_path):
 
     keys = create_keys(tmp_path / "keys", ["unity", "stranger"])
     (tmp_path / "keys" / "authorized_clients" / "stranger.key").unlink()
+    curve_args = ("--curve-keys", str(tmp_path / "keys"))
     curve_client = {"server_key": keys["server"], "client_key": keys["unity"]}
-    with _serve() as control, _serve("--curve-keys", str(tmp_path / "keys"), client_keys=curve_client) as curve:
+    with (_serve(tmp_path / "serve.log") as control,
+          _serve(tmp_path / "serve-curve.log", *curve_args, client_keys=curve_client) as curve):
         expected = _expected(control, tmp_path / "expected.msgpack")
         result = _run(programs / "conformance.exe", "--control", control, "--expected", str(expected),
                       "--curve-control", curve, "--server-key", str(keys["server"]),

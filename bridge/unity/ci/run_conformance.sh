@@ -4,6 +4,7 @@
 #   bridge/unity/ci/run_conformance.sh install     apt packages: mono-mcs (mcs; pulls mono-runtime and the
 #                                                  System / System.Core assemblies) and libzmq5 (libzmq.so.5)
 #   bridge/unity/ci/run_conformance.sh build DIR   compile StreamVideo.Core.dll, unit.exe and conformance.exe into DIR
+#                                                  (and parse the Unity-only sources)
 #   bridge/unity/ci/run_conformance.sh             install, then pytest tests/test_unity_client.py, which builds
 #                                                  both programs and runs them against a live `streamvideo serve`
 set -euo pipefail
@@ -37,6 +38,8 @@ build() {
         'Tests~/Shared/CheckRunner.cs' -recurse:'Tests~/Unit/*.cs'
     mcs "${flags[@]}" -target:exe -out:"$out/conformance.exe" -r:"$out/StreamVideo.Core.dll" \
         'Tests~/Shared/CheckRunner.cs' -recurse:'Tests~/LibZmq/*.cs' -recurse:'Tests~/Conformance/*.cs'
+    # Unity-only sources need UnityEngine / NetMQ to compile; outside Unity only their syntax is checked.
+    mcs --parse Runtime/Unity/*.cs Runtime/NetMQ/*.cs Samples~/*/*.cs
 }
 
 case "${1:-all}" in

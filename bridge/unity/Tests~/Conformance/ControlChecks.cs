@@ -42,7 +42,6 @@ namespace StreamVideo.Tests.Conformance
                     CheckRunner.ExpectEqual(Fields.Int(open, "width"), info.Width, "width");
                     CheckRunner.ExpectEqual(Fields.Double(open, "fps"), info.Fps, "fps");
                     CheckRunner.ExpectEqual(Fields.String(Fields.Map(open, "action_space"), "describe"), info.ActionSpace.Describe, "action space");
-                    CheckRunner.ExpectEqual(expected.Prompt, info.Prompt, "prompt");
                     CheckRunner.ExpectEqual("raw", info.Encoding, "encoding");
                     return string.Format("{0}: {1} frames/chunk of {2}x{3} at {4} fps, {5}", info.Model, info.FramesPerChunk, info.Width, info.Height, info.Fps, info.ActionSpace.Describe);
                 });

@@ -50,6 +50,8 @@ namespace StreamVideo.Tests.Conformance
                     worker.SetAction(ModelAction.Discrete(expected.Actions[1]));
                     long seen = worker.ChunksReceived;
                     WaitFor(() => worker.ChunksReceived >= seen + 3, 5000, "3 more chunks", worker);
+                    CheckRunner.ExpectEqual("streaming", worker.Status, "worker status");
+                    CheckRunner.ExpectEqual(0L, worker.Reconnects, "reconnects");
                     return "bad_action (" + worker.LastError.Detail + "), then " + (worker.ChunksReceived - seen) + " more chunks under action " + expected.Actions[1];
                 });
 

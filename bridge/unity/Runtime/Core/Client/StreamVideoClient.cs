@@ -75,7 +75,15 @@ namespace StreamVideo.Client
         public StreamVideoSession Open(OpenOptions options)
         {
             var reply = Request("open", (options ?? new OpenOptions()).ToFields());
-            return new StreamVideoSession(this, SessionInfo.FromReply(reply.Header));
+            try
+            {
+                return new StreamVideoSession(this, SessionInfo.FromReply(reply.Header));
+            }
+            catch (BridgeException) when (reply.Header.ContainsKey("session"))
+            {
+                CloseUnreadable(reply.Header["session"]);
+                throw;
+            }
         }
 
         /// <summary>Refreshes the idle timers of <paramref name="sessions"/>; returns those the server does not know.</summary>
@@ -124,6 +132,19 @@ namespace StreamVideo.Client
             _disposed = true;
             if (_transport != null) _transport.Dispose();
             _transport = null;
+        }
+
+        /// <summary>Closes a session whose open reply could not be read, so that it does not hold a server slot until it idles out.</summary>
+        void CloseUnreadable(object session)
+        {
+            try
+            {
+                Request("close", new Dictionary<string, object> { { "session", session } });
+            }
+            catch (BridgeException)
+            {
+                // The open reply's error is the one to report.
+            }
         }
 
         ServerInfo Hello()

@@ -161,13 +161,13 @@ namespace StreamVideo.Client
                 {
                     sent = action; // not resent if refused: the error is reported once in LastError
                     sinceRequest.Restart();
-                    session.Act(action);
+                    ReportRefusal(() => session.Act(action));
                 }
                 var prompt = Interlocked.Exchange(ref _pendingPrompt, null);
                 if (prompt != null)
                 {
                     sinceRequest.Restart();
-                    session.SetPrompt(prompt);
+                    ReportRefusal(() => session.SetPrompt(prompt));
                 }
                 if (sinceRequest.ElapsedMilliseconds >= client.Server.HeartbeatMs)
                 {
@@ -175,6 +175,22 @@ namespace StreamVideo.Client
                     if (Array.IndexOf(client.Ping(new[] { session.Id }), session.Id) >= 0)
                         throw new BridgeException("unknown_session", "the server no longer knows session " + session.Id);
                 }
+            }
+        }
+
+        /// <summary>
+        /// Runs a request whose refusal (bad_action, too_large, ...) only concerns that request: it is reported
+        /// in <see cref="LastError"/> and streaming goes on. Connection and session failures propagate.
+        /// </summary>
+        void ReportRefusal(Action request)
+        {
+            try
+            {
+                request();
+            }
+            catch (BridgeException err) when (err.Code != BridgeException.Timeout && err.Code != BridgeException.BadReply && err.Code != "unknown_session")
+            {
+                _lastError = err;
             }
         }
 

@@ -13,7 +13,6 @@ namespace StreamVideo.Protocol
         public int Width;
         public double Fps;
         public ActionSpace ActionSpace;
-        public string Prompt;
         public string Encoding;
 
         public static SessionInfo FromReply(IDictionary<string, object> reply)
@@ -27,7 +26,6 @@ namespace StreamVideo.Protocol
                 Width = Fields.Int(reply, "width"),
                 Fps = Fields.Double(reply, "fps"),
                 ActionSpace = ActionSpace.FromMap(Fields.Map(reply, "action_space")),
-                Prompt = Fields.String(reply, "prompt"),
                 Encoding = Fields.String(reply, "encoding"),
             };
         }
