@@ -16,7 +16,7 @@ import torch
 
 class KVCache:
     def __init__(self, num_layers: int, batch_size: int, tokens_per_chunk: int, heads: int, head_dim: int,
-                 window_chunks: int = 4, sink_chunks: int = 0, device=None, dtype=torch.float32):
+                 window_chunks: int = 4, sink_chunks: int = 0, device=None, dtype=torch.float32, static: bool = False):
         if window_chunks < 1:
             raise ValueError(f"window_chunks must be >= 1, got {window_chunks}")
         if sink_chunks < 0:
@@ -25,6 +25,9 @@ class KVCache:
         self.tokens_per_chunk = tokens_per_chunk
         self.window_chunks, self.sink_chunks = window_chunks, sink_chunks
         self.slots = window_chunks + sink_chunks
+        # static: always attend over the whole buffer with a mask built on the device, so every chunk step
+        # has the same shapes and no host sync (what torch.compile and CUDA graphs need)
+        self.static = static
         shape = (num_layers, batch_size, self.slots * tokens_per_chunk, heads, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
@@ -62,6 +65,9 @@ class KVCache:
         key mask [B, N] (True = attend) when streams of the batch hold different numbers of chunks.
         """
         filled = self.valid_slots()
+        if self.static:
+            slot_of_key = torch.arange(self.k.shape[2], device=self.k.device) // self.tokens_per_chunk
+            return self.k[layer], self.v[layer], slot_of_key[None, :] < filled[:, None]
         n_max = int(filled.max()) if self.batch_size else 0
         n_tok = n_max * self.tokens_per_chunk
         k, v = self.k[layer, :, :n_tok], self.v[layer, :, :n_tok]

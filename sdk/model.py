@@ -184,10 +184,22 @@ class Attention(nn.Module):
 
     def project(self, x: torch.Tensor, source: torch.Tensor):
         """x [B, N, dim], source [B, M, dim] -> q [B, N, h, d], k, v [B, M, h, d]."""
-        q = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1))
-        k = self.norm_k(self.to_k(source)).unflatten(-1, (self.heads, -1))
-        v = self.to_v(source).unflatten(-1, (self.heads, -1))
-        return q, k, v
+        if hasattr(self, "to_qkv") and source is x:     # one matmul instead of three (inference only)
+            q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        else:
+            q, k, v = self.to_q(x), self.to_k(source), self.to_v(source)
+        q = self.norm_q(q).unflatten(-1, (self.heads, -1))
+        k = self.norm_k(k).unflatten(-1, (self.heads, -1))
+        return q, k, v.unflatten(-1, (self.heads, -1))
+
+    @torch.no_grad()
+    def fuse_qkv(self) -> None:
+        """Add a fused q|k|v projection (kept out of the state dict, so checkpoints keep Wan's names)."""
+        fused = nn.Linear(self.to_q.in_features, 3 * self.to_q.out_features, device=self.to_q.weight.device,
+                          dtype=self.to_q.weight.dtype)
+        fused.weight.copy_(torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight]))
+        fused.bias.copy_(torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias]))
+        object.__setattr__(self, "to_qkv", fused)   # not a registered submodule: no state-dict entry
 
     def attend(self, q, k, v, mask=None) -> torch.Tensor:
         """q [B, N, h, d], k, v [B, M, h, d], mask broadcastable to [B, h, N, M] (True = attend)."""
@@ -285,18 +297,25 @@ class CausalDiT(nn.Module):
             model = cls(PRESETS[name]().with_overrides(**overrides))
         return model.to(dtype) if dtype is not None else model
 
+    def fuse_qkv(self) -> CausalDiT:
+        """Fuse every self-attention's q, k, v projections for inference. Call after moving the model to its
+        device and dtype: the fused copies are not parameters, so `.to()` does not move them."""
+        for block in self.blocks:
+            block.attn1.fuse_qkv()
+        return self
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def make_cache(self, batch_size: int, height: int, width: int, window_chunks: int = 4, sink_chunks: int = 0,
-                   device=None, dtype=None) -> KVCache:
+                   device=None, dtype=None, static: bool = False) -> KVCache:
         """A cache for latents of spatial size height x width (before patching)."""
         cfg = self.config
         p_t, p_h, p_w = cfg.patch_size
         tokens = (cfg.chunk_frames // p_t) * (height // p_h) * (width // p_w)
         ref = self.proj_out.weight
         return KVCache(cfg.num_layers, batch_size, tokens, cfg.num_heads, cfg.head_dim, window_chunks, sink_chunks,
-                       device=device or ref.device, dtype=dtype or ref.dtype)
+                       device=device or ref.device, dtype=dtype or ref.dtype, static=static)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None = None,
                 action: torch.Tensor | None = None, *, causal: bool = False, cache: KVCache | None = None,
@@ -316,7 +335,8 @@ class CausalDiT(nn.Module):
         if t.ndim == 1:
             t = t[:, None].expand(batch, frames)
         if t.shape != (batch, frames):
-            raise ValueError(f"timesteps must have shape [B]={batch} or [B, F]=[{batch}, {frames}], got {list(t.shape)}")
+            raise ValueError(f"timesteps must have shape [B]=[{batch}] or [B, F]=[{batch}, {frames}], "
+                             f"got {list(t.shape)}")
 
         tokens = self.patch_embedding(x).flatten(2).transpose(1, 2)                  # [B, N, dim], N = fp*hp*wp
         temb = self.condition_embedder.time_embedding(t[:, ::p_t])                  # [B, fp, dim]
@@ -342,7 +362,10 @@ class CausalDiT(nn.Module):
     def stream_context(self, batch, fp, hp, wp, device, causal, cache, write_chunks) -> StreamContext:
         cfg = self.config
         chunk_fp = cfg.chunk_frames // cfg.patch_size[0]
-        start = cache.next_chunk * chunk_fp if cache is not None else torch.zeros(batch, dtype=torch.long, device=device)
+        if cache is not None:
+            start = cache.next_chunk * chunk_fp
+        else:
+            start = torch.zeros(batch, dtype=torch.long, device=device)
         frame_pos = start[:, None] + torch.arange(fp, device=device)[None]             # [B, fp]
         rope = rope_angles(frame_pos, hp, wp, cfg.head_dim, cfg.rope_theta)
         self_mask = block_causal_mask(fp, chunk_fp, hp * wp, device) if causal and fp > chunk_fp else None

@@ -47,3 +47,18 @@ def test_two_thousand_chunks_stream_without_growth_or_reallocation():
     assert int(cache.next_chunk) == 2000          # frame positions far past 1024
     assert cache.storage_pointers() == pointers   # never reallocated
     assert rss[1] - rss[0] < 20, rss               # resident memory flat
+
+
+def test_static_cache_gives_the_same_stream_as_the_dynamic_one():
+    """The compile-ready path (whole buffer + device-side mask) matches the sliced path chunk for chunk."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_heads=2, head_dim=12, ffn_dim=32, num_layers=2, text_dim=8, in_channels=2, out_channels=2,
+                      chunk_frames=1)
+    model = CausalDiT(cfg).eval()
+    caches = [model.make_cache(1, 2, 2, window_chunks=2, static=s) for s in (False, True)]
+    text = torch.randn(1, 2, 8)
+    with torch.no_grad():
+        for _ in range(5):
+            x = torch.randn(1, 2, 1, 2, 2)
+            outs = [model(x, torch.full((1, 1), 100.0), text, cache=c, write_chunks=1) for c in caches]
+            assert (outs[0] - outs[1]).abs().max() < 1e-5

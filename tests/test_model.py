@@ -128,3 +128,15 @@ def test_wan_1_3b_preset_on_meta_device_has_1_42b_params():
     n = model.num_params()
     assert 1.40e9 < n < 1.44e9, n
     assert next(model.parameters()).device.type == "meta"
+
+
+def test_fused_qkv_gives_the_same_output_and_keeps_the_state_dict():
+    model = tiny_model()
+    x, t, text = torch.randn(1, 4, 2, 4, 4), torch.full((1, 2), 500.0), torch.randn(1, 3, 24)
+    keys = set(model.state_dict())
+    with torch.no_grad():
+        ref = model(x, t, text, causal=True)
+        model.fuse_qkv()
+        fused = model(x, t, text, causal=True)
+    assert (fused - ref).abs().max() < 1e-5
+    assert set(model.state_dict()) == keys
