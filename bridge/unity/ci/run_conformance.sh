@@ -13,7 +13,8 @@ UNITY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$UNITY_DIR/../.." && pwd)
 
 have_tools() {
-    command -v mcs >/dev/null && command -v mono >/dev/null && ldconfig -p | grep -q 'libzmq\.so\.5 '
+    command -v mcs >/dev/null && command -v mono >/dev/null &&
+        { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libzmq\.so\.5 '
 }
 
 install() {

@@ -1,4 +1,5 @@
 using System.IO;
+using System.Linq;
 using StreamVideo.Client;
 using StreamVideo.Input;
 using StreamVideo.NetMq;
@@ -99,6 +100,9 @@ namespace StreamVideo.Samples
                 " | {0} {1}x{2} | chunk {3} | {4} | dropped {5}", session.Model, session.Width, session.Height,
                 _worker.LastChunkIndex, _keyMap == null ? "" : _keyMap.ActionFor(_keys.Held).ToString(), _frames.Dropped));
             GUI.Label(new Rect(10, Screen.height - 32, Screen.width - 20, 24), status);
+            if (_keyMap == null) return;
+            var help = string.Join("   ", _keyMap.Bindings.Select(b => b.Key + ": " + b.Meaning).ToArray());
+            GUI.Label(new Rect(10, 10, Screen.width - 20, 48), help);
         }
 
         void OnDisable()
