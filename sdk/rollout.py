@@ -95,11 +95,13 @@ class ChunkRollout:
         self.model, self.schedule, self.kv_noise = model, schedule, kv_noise
         self.latent_shape = latent_shape                                         # (C, chunk_frames, h, w)
         self.cache = model.make_cache(batch_size, latent_shape[2], latent_shape[3], **cache_kw)
-        keep = self.cache.slots
-        self.history = deque(maxlen=keep)   # (cache input, t, action, chunk index) of chunks in the window
+        # (cache input, t, action, chunk index) of the chunks the cache holds: sinks, then the window
+        self.sink_history: list = []
+        self.history = deque(maxlen=self.cache.window_chunks)
 
     def reset(self, index=None) -> None:
         self.cache.reset(index)
+        self.sink_history.clear()
         self.history.clear()
 
     @property
@@ -131,7 +133,9 @@ class ChunkRollout:
         return ChunkOut(x0, steps, chunk)
 
     def remember(self, x, t, cond: Conditioning) -> None:
-        self.history.append((x, t, cond.action, self.cache.next_chunk.clone()))
+        entry = (x, t, cond.action, self.cache.next_chunk.clone())
+        is_sink = int(self.cache.next_chunk.min()) < self.cache.sink_chunks
+        (self.sink_history.append if is_sink else self.history.append)(entry)
 
     def write_context(self, latents: torch.Tensor, cond: Conditioning, noise: NoiseSource) -> None:
         """Feed known clean latents [B, C, n*chunk_frames, h, w] as past chunks."""
@@ -145,9 +149,10 @@ class ChunkRollout:
     def recache(self, cond: Conditioning) -> None:
         """Re-write the cached window under new conditioning (a new prompt), from the stored pass inputs."""
         if self.kv_noise is not None:
-            raise ValueError("recache needs the stored cache inputs of diagonal mode; it is not available with kv_noise")
+            raise ValueError("recache needs the stored cache inputs of diagonal mode; "
+                             "it is not available with kv_noise")
         resume = self.cache.next_chunk.clone()
-        for x, t, action, k in self.history:
+        for x, t, action, k in [*self.sink_history, *self.history]:
             self.cache.seek(k)
             sigma = flow.sigma_of(t).to(x.device)
             frames = x.shape[2]
