@@ -109,7 +109,8 @@ def config_from_diffusers(folder: Path) -> ModelConfig:
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"cannot read {folder / 'config.json'}: {err}") from err
     if raw.get("image_dim") or raw.get("added_kv_proj_dim"):
-        raise CheckpointError(f"{folder} is an image-to-video Wan model (image_dim set); only text-to-video is supported")
+        raise CheckpointError(f"{folder} is an image-to-video Wan model (image_dim set); "
+                              "only text-to-video is supported")
     return ModelConfig.from_dict({ours: raw[theirs] for theirs, ours in DIFFUSERS_CONFIG.items() if theirs in raw})
 
 
