@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--window", type=int, default=4, help="KV window in chunks (default 4)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 on cuda, fp32 on cpu)")
+    p.add_argument("--fuse-qkv", action="store_true", help="one q|k|v matmul per self-attention")
+    p.add_argument("--static-cache", action="store_true", help="fixed-shape KV reads (for --compile / CUDA graphs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model's forward")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="where to write the results (default streamvideo-bench-PRESET.json)")
 
@@ -107,16 +110,21 @@ def run(args) -> int:
     parts = load_parts(args.preset, args.device, args.dtype, args.random_weights, parse_resolution(args.resolution))
     model = parts[0]
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    if args.fuse_qkv:
+        model.fuse_qkv()
+    if args.compile:
+        model.forward = torch.compile(model.forward, dynamic=False)
     rows = []
     for mode in modes:
         schedule = args.schedule if mode == "diagonal" else str(args.uniform_steps)
-        gen = generator_from_parts(parts, mode, schedule, window_chunks=args.window)
+        gen = generator_from_parts(parts, mode, schedule, window_chunks=args.window, static_cache=args.static_cache)
         rows.append({"mode": mode, "schedule": schedule, **measure(gen, args.chunks, args.warmup, args.seed)})
         del gen
     env = environment(device, dtype)
     h, w = parts[3][0] * parts[1].spatial_factor, parts[3][1] * parts[1].spatial_factor
     print(f"streamvideo bench: {args.preset} at {w}x{h}, {env['device_name']} ({env['device']}, {env['dtype']}), "
           f"torch {env['torch']}, commit {env['commit']}, {args.chunks} chunks per mode")
+    print(f"optimisations: fuse_qkv={args.fuse_qkv} static_cache={args.static_cache} compile={args.compile}")
     print_table(rows)
     by_mode = {r["mode"]: r for r in rows}
     if "diagonal" in by_mode and "self_forcing" in by_mode:
@@ -125,6 +133,8 @@ def run(args) -> int:
     out = Path(args.json or f"streamvideo-bench-{Path(str(args.preset)).name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"preset": args.preset, "resolution": [w, h], "chunks": args.chunks,
-                               "environment": env, "results": rows}, indent=2))
+                               "environment": env,
+                               "optimisations": {"fuse_qkv": args.fuse_qkv, "static_cache": args.static_cache,
+                                                 "compile": args.compile}, "results": rows}, indent=2))
     print(f"wrote {out}")
     return 0

@@ -39,7 +39,7 @@ class StreamGenerator:
     def __init__(self, model: CausalDiT, codec: Codec, text_encoder: TextEncoder, latent_hw: tuple[int, int],
                  mode: str = "diagonal", schedule="4322222", batch_size: int = 1, fps: float = 16.0,
                  window_chunks: int = 4, sink_chunks: int = 0, kv_noise: float | None = None,
-                 default_prompt: str = "", extend: str = "cyclic"):
+                 default_prompt: str = "", extend: str = "cyclic", static_cache: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         if batch_size < 1:
@@ -54,7 +54,7 @@ class StreamGenerator:
         self.latent_shape = (cfg.in_channels, cfg.chunk_frames, *latent_hw)     # one chunk of one stream
         self.frames_per_chunk = cfg.chunk_frames * codec.temporal_factor
         self.height, self.width = latent_hw[0] * codec.spatial_factor, latent_hw[1] * codec.spatial_factor
-        cache_kw = dict(window_chunks=window_chunks, sink_chunks=sink_chunks)
+        cache_kw = dict(window_chunks=window_chunks, sink_chunks=sink_chunks, static=static_cache)
         if mode == "hierarchical":
             if kv_noise is not None:
                 raise ValueError("kv_noise applies to the diagonal and self_forcing modes, not hierarchical")
