@@ -47,7 +47,8 @@ def main() -> None:
     for k in ("linear", "self_attention", "cross_attention", "total"):
         print(f"  {k:<16}{f[k] / 1e12:8.2f} TFLOP")
     print(f"floor at {args.tflops:.0f} TFLOP/s: {pass_ms:.1f} ms per pass, "
-          f"{chunk_ms:.1f} ms per {args.steps}-step chunk -> at most {result['fps_ceiling']:.0f} FPS ({args.frames_per_chunk} frames per chunk), before decode")
+          f"{chunk_ms:.1f} ms per {args.steps}-step chunk -> at most {result['fps_ceiling']:.0f} FPS "
+          f"({args.frames_per_chunk} frames per chunk), before decode")
     print(json.dumps(result))
 
 
