@@ -1,0 +1,178 @@
+"""What every training stage shares: arguments from a dataclass, seeding, checkpoint / resume, metrics.
+
+A stage script reads top to bottom:
+
+    args = from_namespace(Args, namespace)
+    run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
+              modules={"model": model}, optimizers={"opt": opt})
+    for step in run.steps(stop_after=args.stop_after):   # tqdm bar; resumes at the checkpoint's step
+        ...
+        run.log(loss=loss.item())                          # one JSONL line per logged step
+    run.finish()
+
+Resume contract: `Run` saves modules, optimizers, the step and the torch / numpy / python RNG
+states every `save_every` steps (write to a temporary file, then `os.replace`, so a kill never
+leaves a half-written checkpoint). Restarting the same command continues from the last checkpoint
+and gives the same result as a run that was never interrupted; metric lines written after that
+checkpoint are dropped so the metrics file has no duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import types
+import typing
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+ARGS = "args.json"
+
+
+# --------------------------------------------------------------------------- arguments
+
+def arg(default, help: str, **kw):
+    """A dataclass field with its one-line doc (becomes the --flag's help)."""
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+def field_type(f: dataclasses.Field):
+    """int / float / str / bool of a field, unwrapping `X | None`."""
+    tp = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing), {})  # noqa: S307 (annotations)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field: bools become switches, `X | None` fields default to None."""
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        tp = field_type(f)
+        if tp is bool:
+            parser.add_argument(flag, action="store_true", default=f.default, help=help_text)
+        elif f.default is dataclasses.MISSING:
+            parser.add_argument(flag, type=tp, required=True, help=help_text)
+        else:
+            parser.add_argument(flag, type=tp, default=f.default, help=f"{help_text} (default: {f.default})")
+
+
+def from_namespace(cls, namespace: argparse.Namespace):
+    return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
+
+
+# --------------------------------------------------------------------------- runs
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Run:
+    """Output folder of one stage: args.json, checkpoint.pt, metrics.jsonl (see module doc)."""
+
+    def __init__(self, out, args, *, seed: int, total_steps: int, save_every: int, modules: dict, optimizers: dict,
+                 desc: str = ""):
+        if total_steps < 1 or save_every < 1:
+            raise ValueError(f"steps and save_every must be >= 1, got steps={total_steps}, save_every={save_every}")
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.modules, self.optimizers = modules, optimizers
+        self.total_steps, self.save_every, self.desc = total_steps, save_every, desc
+        self.step = 0
+        (self.out / ARGS).write_text(json.dumps(dataclasses.asdict(args), indent=2))
+        seed_everything(seed)
+        if (self.out / CHECKPOINT).exists():
+            self.resume()
+
+    def resume(self) -> None:
+        state = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=False)
+        missing = (set(self.modules) - set(state["modules"])) | (set(self.optimizers) - set(state["optimizers"]))
+        if missing:
+            raise ValueError(f"{self.out / CHECKPOINT} lacks {sorted(missing)}: was it written by another stage?")
+        for name, module in self.modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.truncate_metrics()
+
+    def save(self) -> None:
+        atomic_save({"step": self.step, "rng": rng_state(),
+                     "modules": {k: m.state_dict() for k, m in self.modules.items()},
+                     "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}, self.out / CHECKPOINT)
+
+    def truncate_metrics(self) -> None:
+        """Drop metric lines of steps after the checkpoint (they are recomputed on resume)."""
+        path = self.out / METRICS
+        if path.exists():
+            keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] < self.step]
+            path.write_text("".join(line + "\n" for line in keep))
+
+    def steps(self, stop_after: int | None = None):
+        """Yield step indices from the checkpoint's step to total_steps, checkpointing as it goes.
+
+        stop_after: leave after this many steps of this invocation (simulates a kill; re-run to resume).
+        """
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True)
+        done = 0
+        while self.step < self.total_steps and (stop_after is None or done < stop_after):
+            yield self.step
+            self.step += 1
+            done += 1
+            bar.update(1)
+            if self.step % self.save_every == 0 or self.step == self.total_steps:
+                self.save()
+        bar.close()
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+    def log(self, **metrics) -> None:
+        """One JSONL line for the current step (call inside the loop, before the next iteration)."""
+        line = {"step": self.step, **{k: float(v) for k, v in metrics.items()}}
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def read_metrics(out) -> list[dict]:
+    path = Path(out) / METRICS
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def linear_warmup(step: int, warmup: int) -> float:
+    """LR multiplier: linear warm-up, then constant (stateless, so resume needs no scheduler state)."""
+    return min(1.0, (step + 1) / max(warmup, 1))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,127 @@
+"""Training data: frame clips from `streamvideo collect`, latent clips, text tokens, codec folders.
+
+Alignment: a latent frame k covers video frames [k*tf, (k+1)*tf) (tf = the codec's temporal factor);
+its action vector is the mean one-hot of the actions that produced those frames, so a held action
+gives the same one-hot the generator feeds at inference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..actions import ActionSpec
+from ..codecs import Codec, PixelCodec
+from ..codecs import build as build_codec
+from ..collect import load_dataset
+from ..presets import GAME_ACTIONS, text_encoder_from_meta
+from ..text import TextEncoder
+
+CODEC_META = "codec.json"
+CODEC_WEIGHTS = "codec.safetensors"
+# The default text encoder (docs/training.md explains the choice): offline, no download, instant start-up.
+TEXT_SPEC = {"name": "hash", "dim": 64, "max_tokens": 24, "seed": 0}
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div(255)
+
+
+def latent_actions(actions: np.ndarray, spec: ActionSpec, temporal_factor: int) -> torch.Tensor:
+    """Discrete actions [N, T] -> mean one-hot per latent frame [N, T // tf, n]."""
+    if spec.kind != "discrete":
+        raise ValueError(f"training supports discrete action spaces, got {spec.describe()}")
+    n, t = actions.shape
+    if t % temporal_factor:
+        raise ValueError(f"clip length {t} is not a multiple of the codec's temporal factor {temporal_factor}")
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(actions, dtype=torch.long), spec.n).float()
+    return onehot.reshape(n, t // temporal_factor, temporal_factor, spec.n).mean(2)
+
+
+def noop_context(actions: torch.Tensor, has_ctx: torch.Tensor, ctx_frames: int, spec: ActionSpec) -> torch.Tensor:
+    """Context latent frames get the no-op action, as `StreamGenerator.write_context` feeds them.
+
+    actions [B, F, A]; has_ctx [B] bool -> [B, F, A].
+    """
+    noop = spec.encode([spec.noop()])[0]                                    # [A]
+    out = actions.clone()
+    out[has_ctx, :ctx_frames] = noop
+    return out
+
+
+# --------------------------------------------------------------------------- codec folders
+
+def save_codec(folder, codec: Codec) -> None:
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(folder / CODEC_WEIGHTS))
+    (folder / CODEC_META).write_text(json.dumps(codec.config(), indent=2))
+
+
+def load_codec(spec) -> Codec:
+    """A codec folder written by `streamvideo train codec`, or "pixel:P" (frames as P x P patches, no training)."""
+    from safetensors.torch import load_file
+    if str(spec).startswith("pixel:"):
+        return PixelCodec(patch=int(str(spec).split(":")[1]))
+    folder = Path(spec)
+    if not (folder / CODEC_META).exists():
+        raise FileNotFoundError(f"{folder / CODEC_META} not found: pass the output folder of `streamvideo train codec`")
+    codec = build_codec(**json.loads((folder / CODEC_META).read_text()))
+    codec.load_state_dict(load_file(str(folder / CODEC_WEIGHTS)), strict=True)
+    return codec.eval().requires_grad_(False)
+
+
+# --------------------------------------------------------------------------- latent clips
+
+@dataclass
+class LatentClips:
+    latents: torch.Tensor    # [N, C, F, h, w] clean latents, float16 (memory); .float() per batch
+    actions: torch.Tensor    # [N, F, A] mean one-hot per latent frame
+    prompt_ids: torch.Tensor # [N] index into prompts
+    prompts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+
+def encode_clips(codec: Codec, data_dir, clip_frames: int, batch_size: int = 32, max_clips: int = 6000) -> LatentClips:
+    """Non-overlapping clips of `clip_frames` frames inside one episode (a seeded subset of at most
+    `max_clips`), each encoded from a fresh codec state."""
+    dataset = load_dataset(data_dir)
+    starts = dataset.clip_starts(clip_frames)
+    starts = np.sort(np.random.default_rng(0).permutation(starts)[:max_clips])
+    clips = dataset.clips(clip_frames, starts=starts)
+    if len(clips.frames) == 0:
+        raise ValueError(f"{data_dir} has no clip of {clip_frames} frames inside one episode")
+    latents = []
+    with torch.inference_mode():
+        for i in range(0, len(clips.frames), batch_size):
+            latents.append(codec.encode(frames_to_tensor(clips.frames[i:i + batch_size])).half())
+    prompts = sorted(set(clips.prompts))
+    ids = torch.tensor([prompts.index(p) for p in clips.prompts])
+    return LatentClips(torch.cat(latents), latent_actions(clips.actions, GAME_ACTIONS, codec.temporal_factor),
+                       ids, prompts)
+
+
+def cached_latent_clips(codec_dir, data_dir, clip_frames: int) -> LatentClips:
+    """encode_clips, cached next to a trained codec (one file per data folder and clip length)."""
+    if str(codec_dir).startswith("pixel:"):
+        return encode_clips(load_codec(codec_dir), data_dir, clip_frames)
+    key = f"latents-{Path(data_dir).resolve().name}-{clip_frames}.pt"
+    path = Path(codec_dir) / key
+    if path.exists():
+        return LatentClips(**torch.load(path, weights_only=False))
+    clips = encode_clips(load_codec(codec_dir), data_dir, clip_frames)
+    torch.save(vars(clips), path)
+    return clips
+
+
+def text_encoder() -> TextEncoder:
+    return text_encoder_from_meta(TEXT_SPEC, Path("."))
+

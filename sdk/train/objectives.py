@@ -1,0 +1,138 @@
+"""Losses and samplers the stages share: flow matching, the teacher's ODE sampler, DMD, flow features.
+
+Clips are latents [B, C, F, h, w] with per-frame noise levels sigma [B, F]. Context frames (the
+first chunk of clips that start from known frames) are clean (sigma = 0) and never scored.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import flow
+from ..model import CausalDiT
+
+
+@dataclass
+class ClipCond:
+    text: torch.Tensor          # [B, L, text_dim]
+    text_mask: torch.Tensor     # [B, L] bool
+    action: torch.Tensor        # [B, F, A] per latent frame
+
+
+def frame_mask(ctx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[B, F] bool (True = context) -> float weights of the scored frames, broadcastable to latents."""
+    return (~ctx).to(like.dtype)[:, None, :, None, None]
+
+
+def masked_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the frames with weight 1 (weight [B, 1, F, 1, 1])."""
+    per_elem = (a - b).pow(2) * weight
+    return per_elem.sum() / (weight.expand_as(a).sum()).clamp(min=1)
+
+
+def velocity(model: CausalDiT, xt: torch.Tensor, sigma: torch.Tensor, cond: ClipCond, causal: bool = False):
+    """xt [B, C, F, h, w], sigma [B, F] -> velocity [B, C, F, h, w]."""
+    return model(xt, flow.network_timestep(sigma), cond.text, cond.text_mask, cond.action, causal=causal)
+
+
+def predict_x0(model: CausalDiT, xt, sigma, cond: ClipCond, causal: bool = False) -> torch.Tensor:
+    return flow.x0_from_velocity(xt, velocity(model, xt, sigma, cond, causal), flow.frame_sigma(sigma, xt))
+
+
+def noise_clip(x0: torch.Tensor, sigma: torch.Tensor, ctx: torch.Tensor):
+    """Noise every non-context frame of x0 to its level: sigma [B] -> (xt, eps, per-frame sigma [B, F])."""
+    sigma_f = torch.where(ctx, torch.zeros_like(ctx, dtype=x0.dtype), sigma[:, None].to(x0.dtype))
+    eps = torch.randn_like(x0)
+    return flow.add_noise(x0, eps, flow.frame_sigma(sigma_f, x0)), eps, sigma_f
+
+
+def random_sigma(batch: int, t_min: float = 0.0, t_max: float = 1000.0) -> torch.Tensor:
+    """Schedule time uniform in [t_min, t_max], warped by the shift -> sigma [B]."""
+    return flow.sigma_of(t_min + (t_max - t_min) * torch.rand(batch))
+
+
+def flow_matching_loss(model: CausalDiT, x0, ctx, cond: ClipCond, sigma=None, causal: bool = False):
+    """The teacher's (and the critic's) denoising loss: velocity MSE on the non-context frames."""
+    sigma = random_sigma(len(x0)) if sigma is None else sigma
+    xt, eps, sigma_f = noise_clip(x0, sigma, ctx)
+    v = velocity(model, xt, sigma_f, cond, causal)
+    return masked_mse(v, flow.velocity(x0, eps), frame_mask(ctx, x0))
+
+
+@torch.no_grad()
+def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record=()):
+    """The teacher's many-step Euler sampler over whole clips, context frames held clean.
+
+    x0_ctx [B, C, F, h, w] (only its context frames are read); ctx [B, F] bool; record: schedule
+    times at which to keep the state (they are added to the grid).
+    returns (x0 [B, C, F, h, w], {t: x_t} for the recorded times).
+    """
+    grid = sorted({round(1000 * (1 - i / steps), 3) for i in range(steps + 1)} | {float(t) for t in record},
+                  reverse=True)
+    weight = frame_mask(ctx, x0_ctx)
+    x = torch.randn_like(x0_ctx) * weight + x0_ctx * (1 - weight)
+    states = {}
+    for t_now, t_next in zip(grid[:-1], grid[1:]):
+        if t_now in record:
+            states[t_now] = x.clone()
+        s_now, s_next = float(flow.sigma_of(t_now)), float(flow.sigma_of(t_next))
+        sigma = torch.where(ctx, 0.0, s_now)
+        v = velocity(model, x, sigma, cond)
+        x = x + (s_next - s_now) * v * weight
+    return x, states
+
+
+# --------------------------------------------------------------------------- DMD
+
+def dmd_target(x: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor, weight: torch.Tensor):
+    """DMD (Yin et al. 2024): the generator sample moves along fake - real score, normalised per sample.
+
+    x, real_x0, fake_x0 [B, C, F, h, w]; returns the stop-gradient target x - grad.
+    """
+    dims = tuple(range(1, x.ndim))
+    norm = ((x - real_x0).abs() * weight).sum(dims, keepdim=True) / weight.expand_as(x).sum(dims, keepdim=True)
+    grad = (fake_x0 - real_x0) / norm.clamp(min=1e-6)
+    return (x - grad).detach()
+
+
+def dmd_scores(teacher: CausalDiT, critic: CausalDiT, x: torch.Tensor, ctx, cond: ClipCond, t_min=20.0, t_max=980.0):
+    """Noise the generated clip once; x0 predictions of the real score (teacher) and fake score (critic)."""
+    with torch.no_grad():
+        xt, _, sigma_f = noise_clip(x.detach(), random_sigma(len(x), t_min, t_max), ctx)
+        return predict_x0(teacher, xt, sigma_f, cond), predict_x0(critic, xt, sigma_f, cond)
+
+
+# --------------------------------------------------------------------------- flow distribution matching
+
+class FlowFeatures(nn.Module):
+    """Motion features of a latent clip (paper appendix G): conv on consecutive latent differences + MLP.
+
+    [B, C, F, h, w] -> L2-normalised features [B, F-1, dim].
+    """
+
+    def __init__(self, channels: int, latent_hw: tuple[int, int], width: int = 32, dim: int = 64):
+        super().__init__()
+        flat = width * ((latent_hw[0] + 1) // 2) * ((latent_hw[1] + 1) // 2)
+        self.conv = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.SiLU(),
+                                  nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU())
+        self.mlp = nn.Sequential(nn.Linear(flat, dim * 2), nn.SiLU(), nn.Linear(dim * 2, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        diff = (x[:, :, 1:] - x[:, :, :-1]).transpose(1, 2)                # [B, F-1, C, h, w]
+        h = self.conv(diff.flatten(0, 1)).flatten(1)                        # [B*(F-1), width*h/2*w/2]
+        return F.normalize(self.mlp(h).unflatten(0, diff.shape[:2]), dim=-1)
+
+
+def ema_copy(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).requires_grad_(False)
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, decay: float) -> None:
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o, 1 - decay)

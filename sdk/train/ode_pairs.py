@@ -1,0 +1,94 @@
+"""Stage 3, `streamvideo train ode-pairs`: teacher ODE trajectories at the student's timesteps.
+
+Each pair: a data clip's first chunk as clean context (or, with probability 1 - ctx_prob, none),
+its actions and prompt; the teacher's Euler trajectory from noise, kept at the student's
+timesteps (the union of the diagonal schedule's lists: 1000, 933, 733, 100), and its end point x0.
+One step = one batch of pairs; the pairs fill a buffer that is checkpointed like a model, so a
+killed run resumes where it stopped. Writes `OUT/pairs.pt`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..presets import GAME_ACTIONS, from_folder
+from ..schedules import DEFAULT_TIMESTEPS
+from .common import Run, add_dataclass_arguments, arg, from_namespace
+from .data import cached_latent_clips, noop_context, text_encoder
+from .objectives import ClipCond, ode_sample
+
+PAIRS = "pairs.pt"
+STUDENT_TIMESTEPS = tuple(sorted({t for ts in DEFAULT_TIMESTEPS.values() for t in ts}, reverse=True))
+
+
+@dataclass
+class Args:
+    data: str = arg(None, "dataset folder written by `streamvideo collect`")
+    codec: str = arg("runs/codec", "the teacher's --codec (a codec folder holding the latent cache, or pixel:P)")
+    teacher: str = arg("runs/teacher/model", "teacher model folder")
+    out: str = arg("runs/ode-pairs", "output folder (checkpoint, metrics, pairs.pt)")
+    clip_chunks: int = arg(4, "chunks per clip (as the teacher was trained)")
+    pairs: int = arg(512, "number of pairs")
+    batch_size: int = arg(16, "pairs per step")
+    ctx_prob: float = arg(0.75, "probability that a pair starts from a clean context chunk")
+    sample_steps: int = arg(24, "teacher Euler steps (the student timesteps are added to the grid)")
+    save_every: int = arg(4, "checkpoint every N steps")
+    seed: int = arg(0, "seed of clip choice and noise")
+    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
+    threads: int = arg(2, "torch CPU threads")
+
+
+class PairBuffer(nn.Module):
+    """Preallocated pair tensors as buffers, so Run checkpoints them with the step."""
+
+    def __init__(self, n: int, latent_shape, action_dim: int, timesteps: int):
+        super().__init__()
+        self.register_buffer("x0", torch.zeros(n, *latent_shape))                 # teacher end points
+        self.register_buffer("xt", torch.zeros(n, timesteps, *latent_shape))      # states at STUDENT_TIMESTEPS
+        self.register_buffer("action", torch.zeros(n, latent_shape[1], action_dim))
+        self.register_buffer("prompt_id", torch.zeros(n, dtype=torch.long))
+        self.register_buffer("has_ctx", torch.zeros(n, dtype=torch.bool))
+
+
+def add_arguments(parser) -> None:
+    add_dataclass_arguments(parser, Args)
+
+
+def run(namespace) -> int:
+    args = from_namespace(Args, namespace)
+    if args.data is None:
+        raise SystemExit("streamvideo train ode-pairs: --data DATASET_FOLDER is required")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    teacher, codec, _, _, _, _, _ = from_folder(Path(args.teacher), "cpu", torch.float32)
+    teacher.eval().requires_grad_(False)
+    cf = teacher.config.chunk_frames
+    clips = cached_latent_clips(args.codec, args.data, args.clip_chunks * cf * codec.temporal_factor)
+    text = text_encoder()
+    buffer = PairBuffer(args.pairs, clips.latents.shape[1:], clips.actions.shape[-1], len(STUDENT_TIMESTEPS))
+    steps = -(-args.pairs // args.batch_size)
+    run = Run(args.out, args, seed=args.seed, total_steps=steps, save_every=args.save_every,
+              modules={"pairs": buffer}, optimizers={}, desc="ode-pairs")
+    frames = clips.latents.shape[2]
+    for step in run.steps(args.stop_after):
+        lo, hi = step * args.batch_size, min((step + 1) * args.batch_size, args.pairs)
+        idx = torch.randint(len(clips), (hi - lo,))
+        has_ctx = torch.rand(hi - lo) < args.ctx_prob
+        ctx = has_ctx[:, None] & (torch.arange(frames) < cf)[None]                    # [B, F]
+        action = noop_context(clips.actions[idx], has_ctx, cf, GAME_ACTIONS)
+        tokens, mask = text.encode([clips.prompts[i] for i in clips.prompt_ids[idx].tolist()])
+        x0, states = ode_sample(teacher, clips.latents[idx].float(), ctx, ClipCond(tokens, mask, action),
+                                args.sample_steps, record=STUDENT_TIMESTEPS)
+        buffer.x0[lo:hi] = x0
+        buffer.xt[lo:hi] = torch.stack([states[float(t)] for t in STUDENT_TIMESTEPS], 1)
+        buffer.action[lo:hi], buffer.prompt_id[lo:hi], buffer.has_ctx[lo:hi] = action, clips.prompt_ids[idx], has_ctx
+        run.log(x0_rms=x0.pow(2).mean().sqrt().item())
+    if run.finished:
+        torch.save({**buffer.state_dict(), "prompts": clips.prompts,
+                    "timesteps": STUDENT_TIMESTEPS, "chunk_frames": cf}, Path(args.out) / PAIRS)
+        print(f"ode pairs -> {Path(args.out) / PAIRS}")
+    return 0

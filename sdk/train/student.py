@@ -1,0 +1,105 @@
+"""Stage 4, `streamvideo train student`: the causal student's init (CausVid-style ODE regression).
+
+The student starts from the teacher's weights and runs block-causally (each chunk sees its own and
+earlier chunks). Every chunk of an ODE pair is fed at one of the student's timesteps, drawn per
+chunk, and the student regresses the teacher's x0. A context chunk is fed as the generator writes
+it at inference (re-noised to `ctx_t`, 100 = the diagonal schedule's last timestep) and not scored.
+Writes `OUT/model/` (a model folder with the default schedule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import flow
+from ..presets import from_folder, save_model_folder
+from .common import Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
+from .data import TEXT_SPEC, text_encoder
+from .objectives import ClipCond, frame_mask, masked_mse, predict_x0
+
+
+@dataclass
+class Args:
+    teacher: str = arg("runs/teacher/model", "teacher model folder (the student's init)")
+    pairs: str = arg("runs/ode-pairs/pairs.pt", "pairs.pt written by `streamvideo train ode-pairs`")
+    out: str = arg("runs/student", "output folder (checkpoint, metrics, model/)")
+    steps: int = arg(400, "optimizer steps")
+    batch_size: int = arg(8, "pairs per step")
+    lr: float = arg(2e-4, "AdamW learning rate")
+    warmup: int = arg(20, "linear warm-up steps")
+    ctx_t: float = arg(100.0, "schedule time the context chunk is re-noised to (the generator's write level)")
+    schedule: str = arg("4322222", "step allocation stored in the model folder")
+    save_every: int = arg(50, "checkpoint every N steps")
+    log_every: int = arg(10, "write a metrics line every N steps")
+    seed: int = arg(0, "seed of pair sampling and noise")
+    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
+    threads: int = arg(2, "torch CPU threads")
+
+
+def add_arguments(parser) -> None:
+    add_dataclass_arguments(parser, Args)
+
+
+def load_pairs(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `streamvideo train ode-pairs` first")
+    return torch.load(path, weights_only=False)
+
+
+def pair_batch(pairs: dict, idx: torch.Tensor, text, ctx_t: float):
+    """A batch of ODE pairs as block-causal student inputs.
+
+    returns (xt [B, C, F, h, w], sigma [B, F], x0 target, ctx [B, F] bool, ClipCond).
+    """
+    x0, xt_all, has_ctx = pairs["x0"][idx], pairs["xt"][idx], pairs["has_ctx"][idx]   # xt_all [B, S, C, F, h, w]
+    batch, n_t, _, frames = xt_all.shape[:4]
+    cf = pairs["chunk_frames"]
+    chunk = torch.arange(frames) // cf                                                  # [F]
+    pick = torch.randint(n_t, (batch, frames // cf))[:, chunk]                          # [B, F] timestep per chunk
+    xt = xt_all.gather(1, pick[:, None, None, :, None, None].expand(-1, 1, *xt_all.shape[2:]).contiguous())[:, 0]
+    sigma = flow.sigma_of(torch.tensor(pairs["timesteps"], dtype=torch.float32))[pick]  # [B, F]
+    ctx = has_ctx[:, None] & (chunk < 1)[None]                                          # [B, F]
+    ctx_sigma = float(flow.sigma_of(ctx_t))
+    ctx_xt = flow.add_noise(x0, torch.randn_like(x0), ctx_sigma)
+    xt = torch.where(ctx[:, None, :, None, None], ctx_xt, xt)
+    sigma = torch.where(ctx, ctx_sigma, sigma)
+    tokens, mask = text.encode([pairs["prompts"][i] for i in pairs["prompt_id"][idx].tolist()])
+    return xt, sigma, x0, ctx, ClipCond(tokens, mask, pairs["action"][idx])
+
+
+def regression_loss(student, pairs: dict, idx, text, ctx_t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Block-causal x0 regression on ODE pairs -> (loss, student x0 [B, C, F, h, w], teacher x0)."""
+    xt, sigma, x0, ctx, cond = pair_batch(pairs, idx, text, ctx_t)
+    pred = predict_x0(student, xt, sigma, cond, causal=True)
+    return masked_mse(pred, x0, frame_mask(ctx, x0)), pred, x0
+
+
+def run(namespace) -> int:
+    args = from_namespace(Args, namespace)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    student, codec, _, latent_hw, fps, prompt, _ = from_folder(Path(args.teacher), "cpu", torch.float32)
+    pairs = load_pairs(args.pairs)
+    text = text_encoder()
+    opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
+              modules={"student": student}, optimizers={"opt": opt}, desc="student")
+    for step in run.steps(args.stop_after):
+        idx = torch.randint(len(pairs["x0"]), (args.batch_size,))
+        loss, _, _ = regression_loss(student, pairs, idx, text, args.ctx_t)
+        set_lr(opt, args.lr * linear_warmup(step, args.warmup))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        if step % args.log_every == 0:
+            run.log(loss=loss.item())
+    if run.finished:
+        folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
+                                   schedule=args.schedule, extra={"role": "student"})
+        print(f"student -> {folder}")
+    return 0

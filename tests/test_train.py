@@ -1,0 +1,119 @@
+"""Every training stage end to end on a tiny config, resume after a simulated kill, and the
+distillation losses' gradients reach the right parameters."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from streamvideo.cli import main
+from streamvideo.collect import collect
+from streamvideo.model import CausalDiT, ModelConfig
+from streamvideo.presets import GAME_ACTIONS
+from streamvideo.schedules import StepSchedule
+from streamvideo.train.common import read_metrics
+from streamvideo.train.data import text_encoder
+from streamvideo.train.distill import Args as DistillArgs
+from streamvideo.train.distill import generator_losses
+from streamvideo.train.objectives import FlowFeatures, ema_copy, flow_matching_loss
+
+TINY_DIT = ["--heads", "2", "--head-dim", "8", "--layers", "1", "--ffn-dim", "16", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "game"
+    collect("StreamVideoGame-v0", steps=240, out=out, size=32, seed=0, episode_steps=120)
+    return out
+
+
+def train(stage, out, *extra):
+    assert main(["train", stage, "--out", str(out), *map(str, extra)]) == 0
+
+
+def interrupted_equals_uninterrupted(tmp_path, stage, weights, *extra):
+    """Run A straight through; run B stops after 1 step (a kill) and is restarted: same weights and metrics."""
+    train(stage, tmp_path / "a", *extra)
+    train(stage, tmp_path / "b", *extra, "--stop-after", 1)
+    assert not (tmp_path / "b" / weights).exists()
+    train(stage, tmp_path / "b", *extra)
+    a, b = load_file(str(tmp_path / "a" / weights)), load_file(str(tmp_path / "b" / weights))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+
+
+def test_codec_stage_resumes(tmp_path, data):
+    interrupted_equals_uninterrupted(
+        tmp_path, "codec", "codec.safetensors", "--data", data, "--steps", 3, "--save-every", 1, "--batch-size", 1,
+        "--clip-frames", 8, "--latent-channels", 4, "--encoder-channels", 4, "--decoder-channels", "4,4,4,4",
+        "--threads", 1)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, data):
+    """teacher -> ode-pairs -> student on pixel patches, each stage checked for resume on the way."""
+    root = tmp_path_factory.mktemp("pipeline")
+    common = ["--save-every", 1]
+    teacher = ["--data", data, "--codec", "pixel:8", "--steps", 3, "--batch-size", 2, "--clip-chunks", 2, *TINY_DIT,
+               *common]
+    interrupted_equals_uninterrupted(root / "teacher", "teacher", "model/model.safetensors", *teacher)
+    t_model = root / "teacher" / "a" / "model"
+    pairs = ["--data", data, "--codec", "pixel:8", "--teacher", t_model, "--clip-chunks", 2, "--pairs", 6,
+             "--batch-size", 2, "--sample-steps", 4, "--threads", 1, *common]
+    train("ode-pairs", root / "pairs", *pairs)
+    train("ode-pairs", root / "pairs-b", *pairs, "--stop-after", 2)
+    train("ode-pairs", root / "pairs-b", *pairs)
+    a, b = torch.load(root / "pairs" / "pairs.pt"), torch.load(root / "pairs-b" / "pairs.pt")
+    assert torch.equal(a["xt"], b["xt"]) and a["xt"].shape[1] == 4
+    student = ["--teacher", t_model, "--pairs", root / "pairs" / "pairs.pt", "--steps", 3, "--batch-size", 2,
+               "--threads", 1, *common]
+    interrupted_equals_uninterrupted(root / "student", "student", "model/model.safetensors", *student)
+    return root, t_model, root / "student" / "a" / "model", root / "pairs" / "pairs.pt"
+
+
+@pytest.mark.parametrize("ablation", [[], ["--no-diagonal-forcing", "--no-flow-loss"]])
+def test_distill_stage_resumes(tmp_path, pipeline, ablation):
+    root, t_model, s_model, pairs = pipeline
+    interrupted_equals_uninterrupted(
+        tmp_path, "distill", "model/model.safetensors", "--student", s_model, "--teacher", t_model, "--pairs", pairs,
+        "--steps", 2, "--batch-size", 2, "--critic-steps", 2, "--save-every", 1, "--threads", 1, *ablation)
+    meta = json.loads((tmp_path / "a" / "model" / "streamvideo.json").read_text())
+    assert meta["kv_noise"] == (0.0 if ablation else None) and meta["schedule"] == "4322222"
+    assert {"dmd", "reg", "critic"} <= set(read_metrics(tmp_path / "a")[0])
+
+
+def tiny_dit(seed):
+    torch.manual_seed(seed)
+    return CausalDiT(ModelConfig(patch_size=(1, 1, 1), num_heads=2, head_dim=8, ffn_dim=16, num_layers=1,
+                                 in_channels=4, out_channels=4, text_dim=64, chunk_frames=3, action=GAME_ACTIONS))
+
+
+def test_dmd_and_flow_gradients_reach_the_right_parameters():
+    student, teacher, critic = tiny_dit(0), tiny_dit(1).requires_grad_(False), tiny_dit(2)
+    flow_net = FlowFeatures(4, (4, 4))
+    n, frames = 2, 6
+    pairs = {"x0": torch.randn(n, 4, frames, 4, 4), "xt": torch.randn(n, 4, 4, frames, 4, 4),
+             "action": torch.eye(6)[torch.randint(6, (n, frames))], "prompt_id": torch.zeros(n, dtype=torch.long),
+             "has_ctx": torch.tensor([True, False]), "prompts": ["a red knight"], "timesteps": (1000, 933, 733, 100),
+             "chunk_frames": 3}
+    losses = generator_losses(student, teacher, critic, flow_net, ema_copy(flow_net), pairs, torch.arange(n),
+                              text_encoder(), DistillArgs(), StepSchedule.parse("4322222"))
+    losses["dmd"].backward(retain_graph=True)
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in teacher.parameters()) and all(p.grad is None for p in critic.parameters())
+    losses["flow_dmd"].backward(retain_graph=True)
+    flow_grads = [p.grad for p in flow_net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in flow_grads)
+    student.zero_grad(set_to_none=True)
+    flow_matching_loss(critic, losses["sample"], losses["ctx"], losses["cond"]).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in critic.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in student.parameters()) and all(p.grad is None for p in teacher.parameters())
+
+
+def test_bad_arguments_name_the_problem():
+    with pytest.raises(SystemExit, match="--data"):
+        main(["train", "teacher", "--codec", "pixel:8"])
+    with pytest.raises(ValueError, match="not both"):
+        DistillArgs(no_diagonal_forcing=True, kv_noise=100.0).kv_level()
