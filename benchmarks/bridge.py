@@ -1,0 +1,197 @@
+"""Bridge overhead on loopback: per-step cost over the in-process env, and stream FPS with many clients.
+
+    python benchmarks/bridge.py [--steps 300] [--clients 8] [--seconds 5] [--model tiny-random]
+
+1. transport: a synthetic frame source (preallocated frames, no model) at 64x64x3 and 832x480x12,
+   stepped in process and through the bridge (raw and JPEG); the difference is the bridge's cost.
+2. env: StreamVideo-v0 in process vs RemoteEnv, same model, same seed and actions.
+3. streams: `streamvideo serve` in a subprocess, N clients each streaming one session in real time
+   (at the model's rate, then unpaced); frames received per client per second.
+Writes benchmarks/results/bridge-<model>-<cpu|cuda>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import gymnasium as gym
+import numpy as np
+
+import streamvideo
+import streamvideo.envs  # noqa: F401  (registers StreamVideo-v0)
+from streamvideo.actions import ActionSpec
+from streamvideo.bridge import Client, RemoteEnv, Server, ServerConfig
+
+LOOPBACK = "tcp://127.0.0.1:*"
+RESULTS = Path(__file__).parent / "results"
+
+
+class SyntheticSource:
+    """Frames of a fixed size at no compute cost: isolates the transport (benchmark only)."""
+
+    def __init__(self, frames: int, height: int, width: int):
+        self.action_spec = ActionSpec("discrete", n=4)
+        self.frames_per_chunk, self.height, self.width, self.fps = frames, height, width, 16.0
+        self.frames = np.random.default_rng(0).integers(0, 256, (frames, height, width, 3), np.uint8)
+        self.index = 0
+        self.stats: dict = {}
+
+    def reset(self, prompt=None, seed=None, context_frames=None) -> None:
+        self.index = 0
+
+    def step(self, action=None) -> SimpleNamespace:
+        self.action_spec.validate(action)
+        self.index += 1
+        return SimpleNamespace(frames=self.frames, index=self.index - 1, nfe=0, seconds=0.0, prompt="")
+
+    def set_prompt(self, prompt, recache=False) -> None:
+        pass
+
+
+def median_ms(fn, steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def transport(steps: int) -> list[dict]:
+    rows = []
+    for frames, height, width in [(3, 64, 64), (12, 480, 832)]:
+        shape = (frames, height, width)
+        server = Server(ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=("synthetic",)),
+                        loader=lambda name, shape=shape, **_: SyntheticSource(*shape)).start()
+        local = SyntheticSource(*shape)
+        in_process = median_ms(local.step, steps)
+        with Client(server.endpoints["control"], timeout=60) as client:
+            for encoding in ("raw", "jpeg"):
+                session = client.open(encoding=encoding)
+                n = steps if encoding == "raw" or height == 64 else max(10, steps // 20)
+                session.step(1)  # warm up
+                remote = median_ms(lambda s=session: s.step(1), n)
+                mbytes = local.frames.nbytes / 1e6
+                rows.append({"bench": "transport", "frames": f"{width}x{height}x{frames}", "encoding": encoding,
+                             "in_process_ms": in_process, "bridge_ms": remote, "overhead_ms": remote - in_process,
+                             "raw_MB": mbytes, "MB_per_s": mbytes / (remote / 1000)})
+                session.close()
+        server.stop()
+    return rows
+
+
+def env_overhead(model: str, steps: int) -> dict:
+    """Local and remote env steps interleaved, so both see the same machine load."""
+    server = Server(ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=(model,))).start()
+    envs = {"in_process_ms": gym.make("StreamVideo-v0", model=model).unwrapped,
+            "bridge_ms": RemoteEnv(server.endpoints["control"], model=model, client={"timeout": 120})}
+    times: dict[str, list] = {name: [] for name in envs}
+    actions = np.random.default_rng(0).integers(0, envs["bridge_ms"].action_space.n, steps + 5)
+    for env in envs.values():
+        env.reset(seed=0)
+    for i, action in enumerate(actions):
+        for name, env in envs.items():
+            start = time.perf_counter()
+            env.step(int(action))
+            if i >= 5:  # the first chunks warm the model up
+                times[name].append(time.perf_counter() - start)
+    envs["bridge_ms"].close()
+    server.stop()
+    result = {name: float(np.median(t) * 1000) for name, t in times.items()}
+    shape = envs["in_process_ms"].observation_space.shape
+    return {"bench": "env", "model": model, "frames": f"{shape[2]}x{shape[1]}x{shape[0]}", **result,
+            "overhead_ms": result["bridge_ms"] - result["in_process_ms"]}
+
+
+def stream_fps(model: str, clients: int, seconds: float) -> list[dict]:
+    proc = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", LOOPBACK, "--pub", LOOPBACK,
+                             "--model", model, "--max-sessions", str(clients)], stderr=subprocess.PIPE, text=True)
+    try:
+        address = next(m.group(1) for line in proc.stderr if (m := re.search(r"on (tcp://\S+), streams", line)))
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep the pipe drained
+        return [_stream_round(address, clients, seconds, fps) for fps in (None, 0.0)]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _stream_round(address: str, clients: int, seconds: float, fps: float | None) -> dict:
+    counts, barrier, shape = [0] * clients, threading.Barrier(clients + 1, timeout=300), [0]
+
+    def watch(i: int) -> None:
+        with Client(address, timeout=120) as client:
+            session = client.open(seed=i)
+            shape[0] = session.frames_per_chunk
+            stream = session.stream(fps=fps)
+            for _ in range(3):  # the first chunks warm the model up and are not counted
+                stream.recv(timeout=120)
+            barrier.wait()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if (chunk := stream.recv(timeout=max(0.0, end - time.monotonic()))) is not None:
+                    counts[i] += len(chunk.frames)
+            session.stream(on=False)
+            session.close()
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    with Client(address) as observer:
+        barrier.wait()
+        before = observer.server_stats()["chunks"]
+        time.sleep(seconds)  # the measurement window itself
+        generated = observer.server_stats()["chunks"] - before
+    for t in threads:
+        t.join()
+    per_client = [c / seconds for c in counts]
+    return {"bench": "streams", "clients": clients, "pacing": "model rate" if fps is None else "unpaced",
+            "fps_per_client_min": min(per_client), "fps_per_client_max": max(per_client),
+            "fps_received_total": sum(per_client), "fps_generated_total": generated * shape[0] / seconds}
+
+
+def in_process_fps(model: str, chunks: int = 20) -> float:
+    gen = streamvideo.load(model)
+    gen.reset(seed=0)
+    for _ in range(3):  # warm-up
+        gen.step()
+    start = time.perf_counter()
+    for _ in range(chunks):
+        gen.step()
+    return chunks * gen.frames_per_chunk / (time.perf_counter() - start)
+
+
+def print_table(rows: list[dict]) -> None:
+    for row in rows:
+        cells = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()]
+        print("  ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300, help="steps per transport / env measurement")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each stream measurement")
+    parser.add_argument("--model", default="tiny-random")
+    args = parser.parse_args()
+    rows = [*transport(args.steps), env_overhead(args.model, max(20, args.steps // 10))]
+    rows.append({"bench": "in_process_generator", "model": args.model, "fps": in_process_fps(args.model)})
+    rows += stream_fps(args.model, args.clients, args.seconds)
+    print_table(rows)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bridge-{args.model}-cpu.json"
+    out.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
+                               "args": vars(args), "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
