@@ -36,14 +36,21 @@ def create_keys(directory: str | Path, clients: list[str] | tuple[str, ...] = ("
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streamvideo.bridge.keys", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory")
     parser.add_argument("--client", action="append", help="client name (repeatable); default 'client'")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     for name, path in create_keys(args.directory, args.client or ["client"]).items():
         print(f"{name:>12}: {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streamvideo.bridge.keys", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
