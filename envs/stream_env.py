@@ -1,0 +1,158 @@
+"""StreamVideoEnv: a streaming world model as a Gymnasium environment; one step = one chunk of frames.
+
+    env = gym.make("StreamVideo-v0", model="tiny-random", prompt="a grassy meadow", max_episode_steps=100)
+    frames, info = env.reset(seed=0)                   # frames: uint8 [T, H, W, 3], the first chunk
+    frames, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    env.unwrapped.set_prompt("sandy desert")           # the world changes at the next chunk
+
+info holds "chunk" (index in the episode), "nfe" (network evaluations spent on it) and "prompt";
+with `timing_info=True` also "seconds", the chunk's generation wall time. That one is off by default:
+it differs from run to run, so Gymnasium's env checker would reject the env as non-deterministic.
+
+A stream never ends by itself: episodes end through `max_episode_steps` (truncated) or an optional
+`terminate_fn(frames, action, info) -> bool` (terminated), e.g. a detector of a game-over screen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from os import PathLike
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import streamvideo
+
+# reward_fn(frames [T,H,W,3] uint8, action, info) -> float; terminate_fn(...) -> bool
+RewardFn = Callable[[np.ndarray, Any, dict], float]
+TerminateFn = Callable[[np.ndarray, Any, dict], bool]
+RESET_OPTIONS = ("prompt", "context_frames")
+
+
+def _single_threaded_torch_in_forked_child() -> None:
+    """A forked child hangs in its first torch op once the parent has used torch's OpenMP thread pool
+    (GNU OpenMP is not fork-safe). AsyncVectorEnv forks right after building an env in the parent, so
+    forked children run torch on one thread, which is also what N env processes on N cores want."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_single_threaded_torch_in_forked_child)
+
+
+def load_generator(model, *, device=None, mode=None, schedule=None, batch_size: int = 1):
+    """A StreamGenerator from a preset name, a checkpoint path or a ready generator."""
+    settings = {k: v for k, v in dict(device=device, mode=mode, schedule=schedule).items() if v is not None}
+    if isinstance(model, (str, PathLike)):
+        return streamvideo.load(model, batch_size=batch_size, **settings)
+    if not isinstance(model, streamvideo.StreamGenerator):
+        raise TypeError(f"model must be a preset name, a checkpoint path or a StreamGenerator, "
+                        f"got {type(model).__name__}")
+    if settings:
+        raise ValueError(f"{', '.join(settings)} cannot be applied to a ready StreamGenerator; "
+                         f"pass them to streamvideo.load(...) instead")
+    if model.batch_size != batch_size:
+        raise ValueError(f"the StreamGenerator has batch_size={model.batch_size}, "
+                         f"this env needs batch_size={batch_size}")
+    return model
+
+
+def frames_space(generator) -> gym.spaces.Box:
+    """Observation space of one stream: one chunk of uint8 RGB frames."""
+    shape = (generator.frames_per_chunk, generator.height, generator.width, 3)
+    return gym.spaces.Box(0, 255, shape, np.uint8)
+
+
+def check_reset_options(options: dict | None) -> dict:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; expected any of {list(RESET_OPTIONS)}")
+    return options
+
+
+def chunk_info(index: int, nfe: int, prompt: str, seconds: float | None) -> dict:
+    """The info of one step; "seconds" (wall time) only when asked for, as it differs from run to run."""
+    info = {"chunk": int(index), "nfe": int(nfe), "prompt": prompt}
+    return info if seconds is None else {**info, "seconds": float(seconds)}
+
+
+class StreamVideoEnv(gym.Env):
+    """One stream of a world model. Observations are chunks `uint8 [T, H, W, 3]`; actions follow the model."""
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 16}
+
+    def __init__(self, model="default", prompt: str = "", device: str | None = None,
+                 mode: str | None = None, schedule: str | None = None, render_mode: str | None = None,
+                 reward_fn: RewardFn | None = None, terminate_fn: TerminateFn | None = None,
+                 timing_info: bool = False):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.generator = load_generator(model, device=device, mode=mode, schedule=schedule)
+        self.metadata = {**type(self).metadata, "render_fps": self.generator.fps}
+        self.observation_space = frames_space(self.generator)
+        self.action_space = self.generator.action_spec.gym_space()
+        self.render_mode = render_mode
+        self.reward_fn = reward_fn
+        self.terminate_fn = terminate_fn
+        self.timing_info = timing_info
+        self.prompt = prompt
+        self._frames: np.ndarray | None = None  # the latest chunk
+        self._window = None  # human render window, opened on first use
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a new stream and return its first chunk.
+
+        options: "prompt" (kept for later episodes), "context_frames" (uint8 [N,H,W,3] to continue from).
+        """
+        super().reset(seed=seed)
+        options = check_reset_options(options)
+        self.prompt = options.get("prompt", self.prompt)
+        stream_seed = int(self.np_random.integers(2**31))
+        context = options.get("context_frames")
+        self.generator.reset(prompt=self.prompt, seed=stream_seed, context_frames=context)
+        return self._advance(self.generator.action_spec.noop())
+
+    def step(self, action):
+        if self._frames is None:
+            raise gym.error.ResetNeeded("StreamVideoEnv.step() called before reset()")
+        action = self.generator.action_spec.validate(action)
+        frames, info = self._advance(action)
+        reward = 0.0 if self.reward_fn is None else float(self.reward_fn(frames, action, info))
+        terminated = self.terminate_fn is not None and bool(self.terminate_fn(frames, action, info))
+        return frames, reward, terminated, False, info
+
+    def set_prompt(self, prompt: str, recache: bool = False) -> None:
+        """Change the prompt mid-stream; it takes effect at the next chunk (and is kept across resets)."""
+        self.generator.set_prompt(prompt, recache=recache)
+        self.prompt = prompt
+
+    def render(self):
+        if self._frames is None:
+            raise gym.error.ResetNeeded("StreamVideoEnv.render() called before reset()")
+        if self.render_mode == "rgb_array":
+            return self._frames[-1].copy()
+        return None
+
+    def close(self):
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+
+    def _advance(self, action) -> tuple[np.ndarray, dict]:
+        """Generate one chunk with a validated action."""
+        chunk = self.generator.step(action)
+        self._frames = chunk.frames
+        if self.render_mode == "human":
+            self._show(chunk.frames)
+        seconds = chunk.seconds if self.timing_info else None
+        return chunk.frames, chunk_info(chunk.index, chunk.nfe, chunk.prompt, seconds)
+
+    def _show(self, frames: np.ndarray) -> None:
+        if self._window is None:
+            from .human_window import FrameWindow
+            self._window = FrameWindow("StreamVideo-v0", frames.shape[2], frames.shape[1], self.generator.fps)
+        self._window.show(frames)

@@ -1,0 +1,451 @@
+"""`streamvideo play`: drive a world model with the keyboard in a pygame window.
+
+A worker thread generates the next chunk while the main thread shows the current chunk's frames at the
+model's frame rate. The worker starts a chunk as soon as the one before it goes on screen (one chunk
+ahead, no more) and reads the latest key state when it starts, so play is smooth and input lag stays
+near one chunk.
+
+Keys: the model's actions (arrows / WASD / space..., listed on the help overlay), Enter to type a new
+prompt (Enter again applies it from the next chunk, Esc cancels), R reset, P pause, F12 screenshot,
+H help, Esc quit.
+
+    streamvideo play --prompt "sandy desert"
+    streamvideo play --headless --frames 300 --record out.mp4   # no display: scripted keys, prints a summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import pygame  # noqa: E402
+
+from .keymap import KeyMap  # noqa: E402
+from .video import Mp4Writer  # noqa: E402
+
+FALLBACK_MODEL = "tiny-random"
+SCRIPTED_PROMPT = "snowy ground under falling snow"  # what the headless run types halfway through
+HEADLESS_FRAMES = 300
+CONTROL_HELP = ["    Enter  type a new prompt", "        R  reset", "        P  pause",
+                "      F12  screenshot", "        H  this help", "      Esc  quit"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default",
+                        help=f'preset name or checkpoint path (default: "default"; "{FALLBACK_MODEL}" '
+                             f'when "default" is not available)')
+    parser.add_argument("--mode", default=None, choices=["diagonal", "self_forcing", "hierarchical"],
+                        help="rollout mode (default: the model's)")
+    parser.add_argument("--schedule", default=None, help='denoising steps per chunk, e.g. "4322222"')
+    parser.add_argument("--prompt", default=None, help="text prompt to start from")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="window pixels per model pixel (default: longer side about 512 px)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first stream (each reset adds 1)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--record", metavar="OUT.mp4", default=None, help="write the frames shown to an mp4")
+    parser.add_argument("--headless", action="store_true",
+                        help="no window (SDL dummy driver): play a scripted key sequence and print a summary")
+    parser.add_argument("--frames", type=int, default=None,
+                        help=f"stop after this many frames (headless default: {HEADLESS_FRAMES})")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+        os.environ["SDL_AUDIODRIVER"] = "dummy"
+    generator, model_name = load_model(args)
+    frames = args.frames or (HEADLESS_FRAMES if args.headless else None)
+    session = PlaySession(generator, model_name, prompt=args.prompt, seed=args.seed, scale=args.scale,
+                          record=args.record, paced=not args.headless)
+    script = demo_script(session.keymap, frames) if args.headless else None
+    summary = session.run(max_frames=frames, script=script)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def load_model(args: argparse.Namespace):
+    """(generator, name): the requested model, or the tiny random one when "default" is not installed."""
+    import streamvideo
+
+    name = args.model
+    if name == "default" and name not in streamvideo.preset_names():
+        print(f'model "default" is not installed; playing "{FALLBACK_MODEL}" (random weights) instead')
+        name = FALLBACK_MODEL
+    settings = {k: v for k, v in dict(mode=args.mode, schedule=args.schedule).items() if v is not None}
+    return streamvideo.load(name, device=args.device, **settings), name
+
+
+# ------------------------------------------------------------------------------------ shared input state
+
+@dataclass(frozen=True)
+class Request:
+    """What the worker reads when it starts a chunk."""
+    keys: list[int]       # keys held now, plus keys tapped since the last chunk (oldest first)
+    prompt: str | None    # a new prompt to apply from this chunk on
+    reset: bool           # start a new stream first
+    epoch: int            # counts resets; chunks of an older epoch are dropped by the display
+
+
+class Controls:
+    """Input written by the main thread and read by the generation worker, under one lock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._held: list[int] = []
+        self._tapped: list[int] = []
+        self._prompt: str | None = None
+        self._reset = False
+        self.epoch = 0
+
+    def press(self, key: int) -> None:
+        with self._lock:
+            if key not in self._held:
+                self._held.append(key)
+            self._tapped.append(key)
+
+    def release(self, key: int) -> None:
+        with self._lock:
+            if key in self._held:
+                self._held.remove(key)
+
+    def release_all(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+    def request_prompt(self, prompt: str) -> None:
+        with self._lock:
+            self._prompt = prompt
+
+    def request_reset(self) -> None:
+        with self._lock:
+            self._reset = True
+            self.epoch += 1
+
+    def take(self) -> Request:
+        with self._lock:
+            keys = list(dict.fromkeys(self._tapped + self._held))  # taps first, held keys (newest) last
+            request = Request(keys, self._prompt, self._reset, self.epoch)
+            self._tapped, self._prompt, self._reset = [], None, False
+            return request
+
+
+# ------------------------------------------------------------------------------------ generation worker
+
+@dataclass(frozen=True)
+class Generated:
+    frames: np.ndarray   # uint8 [T, H, W, 3]
+    index: int           # chunk index in the stream (0 after a reset)
+    seconds: float       # generation time of the chunk
+    nfe: int             # network evaluations spent on it
+    action: object       # the action it was generated with
+    prompt: str          # the prompt it was generated with
+    epoch: int
+
+
+class ChunkWorker(threading.Thread):
+    """Generates chunks one ahead of the display; errors are re-raised in the main thread by `take`."""
+
+    def __init__(self, generator, keymap: KeyMap, controls: Controls, seed: int):
+        super().__init__(name="streamvideo-generate", daemon=True)
+        self.generator, self.keymap, self.controls = generator, keymap, controls
+        self.seed = seed
+        self.chunks: queue.Queue[Generated] = queue.Queue()
+        self.free_slots = threading.Semaphore(1)  # chunks generated but not yet taken by the display
+        self.stopping = threading.Event()
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            while self._wait_for_slot():
+                self.chunks.put(self._generate(self.controls.take()))
+        except Exception as err:  # handed to the main thread by take()
+            self.error = err
+
+    def take(self, timeout: float) -> Generated | None:
+        """The next chunk, or None if none arrives within `timeout` seconds."""
+        try:
+            generated = self.chunks.get(timeout=timeout) if timeout > 0 else self.chunks.get_nowait()
+        except queue.Empty:
+            generated = None
+        if self.error is not None:
+            raise RuntimeError(f"chunk generation failed: {self.error}") from self.error
+        if generated is not None:
+            self.free_slots.release()
+        return generated
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+    def _wait_for_slot(self) -> bool:
+        while not self.free_slots.acquire(timeout=0.05):
+            if self.stopping.is_set():
+                return False
+        return not self.stopping.is_set()
+
+    def _generate(self, request: Request) -> Generated:
+        if request.reset:
+            self.seed += 1
+            self.generator.reset(prompt=self.generator.prompt, seed=self.seed)
+        if request.prompt is not None:
+            self.generator.set_prompt(request.prompt)
+        action = self.keymap.action(request.keys)
+        chunk = self.generator.step(action)
+        return Generated(chunk.frames, chunk.index, chunk.seconds, chunk.nfe, action, chunk.prompt,
+                         request.epoch)
+
+
+# ------------------------------------------------------------------------------------ summary
+
+@dataclass
+class PlaySummary:
+    model: str
+    setting: str                        # rollout mode and device ("diagonal, cpu")
+    frames_shown: int
+    seconds: float                      # wall time of the play loop
+    chunks: list[Generated]             # every chunk shown, in order
+    stalls: int                         # display ticks that had no new frame ready (paced play only)
+    prompt_changes: list[tuple[int, str]]  # (frame, prompt) typed by the player
+    video: Path | None
+
+    def lines(self) -> list[str]:
+        seconds = np.array([c.seconds for c in self.chunks]) if self.chunks else np.zeros(1)
+        generated = sum(len(c.frames) for c in self.chunks)
+        size = f"{self.chunks[0].frames.shape[2]}x{self.chunks[0].frames.shape[1]}" if self.chunks else "?"
+        lines = [
+            f"played {self.model} ({size}, {self.setting}): {self.frames_shown} frames in {self.seconds:.1f} s, "
+            f"{self.frames_shown / max(self.seconds, 1e-9):.1f} FPS shown",
+            f"  generation  {generated / max(seconds.sum(), 1e-9):.1f} FPS, chunk latency "
+            f"{seconds.mean() * 1000:.0f} ms mean / {np.percentile(seconds, 95) * 1000:.0f} ms p95, "
+            f"NFE {np.mean([c.nfe for c in self.chunks] or [0]):.1f} per chunk, {self.stalls} stalls",
+        ]
+        if self.chunks:
+            changes = "".join(f", then {prompt!r} (typed at frame {frame})" for frame, prompt in self.prompt_changes)
+            lines.append(f"  prompt      {self.chunks[0].prompt!r}{changes}")
+        if self.video is not None:
+            lines.append(f"  video       {self.video} ({self.frames_shown} frames)")
+        return lines
+
+
+# ------------------------------------------------------------------------------------ the game loop
+
+class PlaySession:
+    """Window, HUD and input on the main thread; generation on a `ChunkWorker`.
+
+    `paced=False` shows frames as fast as they are generated (headless runs and tests).
+    """
+
+    def __init__(self, generator, model_name: str, prompt: str | None = None, seed: int = 0,
+                 scale: int | None = None, record: str | None = None, paced: bool = True,
+                 screenshot_dir: str | Path = "."):
+        generator.reset(prompt=prompt, seed=seed)
+        self.generator, self.model_name, self.paced = generator, model_name, paced
+        self.fps = generator.fps
+        self.keymap = KeyMap(generator.action_spec)
+        self.controls = Controls()
+        self.worker = ChunkWorker(generator, self.keymap, self.controls, seed)
+        self.scale = scale or max(1, 512 // max(generator.height, generator.width))
+        pygame.display.init()
+        pygame.font.init()
+        self.screen = pygame.display.set_mode((generator.width * self.scale, generator.height * self.scale))
+        pygame.display.set_caption(f"streamvideo play - {model_name}")
+        self.font = pygame.font.Font(None, 20)
+        self.clock = pygame.time.Clock()
+        self.recorder = Mp4Writer(record, self.fps) if record else None
+        self.screenshot_dir = Path(screenshot_dir)
+        self.frame: np.ndarray = np.zeros((generator.height, generator.width, 3), np.uint8)
+        self.pending: deque[np.ndarray] = deque()    # frames of the current chunk still to show
+        self.chunks: list[Generated] = []
+        self.shown_times: deque[float] = deque(maxlen=max(2, int(self.fps * 2)))
+        self.shown = 0
+        self.stalls = 0
+        self.prompt_changes: list[tuple[int, str]] = []
+        self.typing: str | None = None                # the prompt being typed, None when not typing
+        self.paused = False
+        self.running = True
+        self.help_until = time.monotonic() + 4.0      # the help overlay shows for the first seconds
+        self.message, self.message_until = "", 0.0
+
+    def run(self, max_frames: int | None = None, script: dict[int, list] | None = None) -> PlaySummary:
+        """Play until Esc / window close, or `max_frames` frames; `script` posts events at given frames."""
+        script = dict(script or {})
+        start = time.perf_counter()
+        self.worker.start()
+        try:
+            while self.running and (max_frames is None or self.shown < max_frames):
+                for event in script.pop(self.shown, []):
+                    pygame.event.post(event)
+                self.handle_events()
+                if not self.paused:
+                    self.advance()
+                self.draw()
+                if self.paced:
+                    self.clock.tick(self.fps)
+        finally:
+            self.worker.stop()
+            if self.recorder is not None:
+                self.recorder.close()
+            pygame.display.quit()
+        setting = f"{self.generator.mode}, {self.generator.device}"
+        return PlaySummary(self.model_name, setting, self.shown, time.perf_counter() - start, self.chunks,
+                           self.stalls, self.prompt_changes, self.recorder.path if self.recorder else None)
+
+    # ---------------------------------------------------------------- input
+
+    def handle_events(self) -> None:
+        for event in pygame.event.get():
+            if event.type == pygame.QUIT:
+                self.running = False
+            elif event.type == pygame.KEYDOWN:
+                self.on_key_down(event.key)
+            elif event.type == pygame.KEYUP:
+                self.controls.release(event.key)
+            elif event.type == pygame.TEXTINPUT and self.typing is not None:
+                self.typing += event.text
+
+    def on_key_down(self, key: int) -> None:
+        if self.typing is not None:
+            self.on_typing_key(key)
+        elif key in self.keymap.keys:
+            self.controls.press(key)
+        elif key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+            self.typing = ""
+            self.controls.release_all()
+        elif key == pygame.K_r:
+            self.controls.request_reset()
+            self.pending.clear()
+            self.notify("reset")
+        elif key == pygame.K_p:
+            self.paused = not self.paused
+        elif key == pygame.K_F12:
+            self.screenshot()
+        elif key in (pygame.K_h, pygame.K_F1):
+            self.help_until = 0.0 if time.monotonic() < self.help_until else float("inf")
+        elif key == pygame.K_ESCAPE:
+            self.running = False
+
+    def on_typing_key(self, key: int) -> None:
+        if key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+            prompt, self.typing = self.typing.strip(), None
+            if prompt:
+                self.controls.request_prompt(prompt)
+                self.prompt_changes.append((self.shown, prompt))
+                self.notify("new prompt from the next chunk")
+        elif key == pygame.K_ESCAPE:
+            self.typing = None
+        elif key == pygame.K_BACKSPACE:
+            self.typing = self.typing[:-1]
+
+    # ---------------------------------------------------------------- frames
+
+    def advance(self) -> None:
+        """Show the next frame; paced play never waits for the worker (a late chunk is a stall)."""
+        if not self.pending:
+            generated = self.worker.take(timeout=0 if self.paced else 10.0)
+            if generated is None:
+                self.stalls += self.paced
+                return
+            if generated.epoch != self.controls.epoch:
+                return  # generated before a reset
+            self.pending.extend(generated.frames)
+            self.chunks.append(generated)
+        self.frame = self.pending.popleft()
+        self.shown += 1
+        self.shown_times.append(time.perf_counter())
+        if self.recorder is not None:
+            self.recorder.write(self.upscaled(self.frame))
+
+    def upscaled(self, frame: np.ndarray) -> np.ndarray:
+        return frame.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+
+    def screenshot(self) -> None:
+        self.screenshot_dir.mkdir(parents=True, exist_ok=True)
+        path = self.screenshot_dir / f"streamvideo-{time.strftime('%Y%m%d-%H%M%S')}-{self.shown:06d}.png"
+        pygame.image.save(self.screen, str(path))
+        self.notify(f"saved {path}")
+
+    def notify(self, message: str) -> None:
+        self.message, self.message_until = message, time.monotonic() + 2.0
+
+    # ---------------------------------------------------------------- drawing
+
+    def draw(self) -> None:
+        surface = pygame.surfarray.make_surface(self.frame.swapaxes(0, 1))
+        pygame.transform.scale(surface, self.screen.get_size(), self.screen)
+        self.draw_lines(self.hud_lines(), top=True)
+        if self.typing is not None:
+            self.draw_lines([f"new prompt: {self.typing}_", "Enter apply   Esc cancel"], top=False)
+        elif time.monotonic() < self.message_until:
+            self.draw_lines([self.message], top=False)
+        if time.monotonic() < self.help_until:
+            self.draw_help()
+        pygame.display.flip()
+
+    def hud_lines(self) -> list[str]:
+        times = self.shown_times
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        last = self.chunks[-1] if self.chunks else None
+        status = "  PAUSED" if self.paused else ""
+        if last is None:
+            return [f"generating the first chunk...{status}"]
+        return [f"{fps:4.1f} FPS   chunk #{last.index} {last.seconds * 1000:.0f} ms   NFE {last.nfe}{status}",
+                f"prompt: {last.prompt}"]
+
+    def draw_lines(self, lines: list[str], top: bool) -> None:
+        rendered = [self.font.render(line, True, (255, 255, 255)) for line in lines]
+        height = sum(r.get_height() for r in rendered) + 8
+        y = 0 if top else self.screen.get_height() - height
+        backdrop = pygame.Surface((self.screen.get_width(), height), pygame.SRCALPHA)
+        backdrop.fill((0, 0, 0, 150))
+        self.screen.blit(backdrop, (0, y))
+        y += 4
+        for text in rendered:
+            self.screen.blit(text, (6, y))
+            y += text.get_height()
+
+    def draw_help(self) -> None:
+        lines = ["keys (H toggles this help)"] + self.keymap.help_lines() + CONTROL_HELP
+        rendered = [self.font.render(line, True, (255, 255, 160)) for line in lines]
+        width = max(r.get_width() for r in rendered) + 16
+        height = sum(r.get_height() for r in rendered) + 16
+        box = pygame.Surface((width, height), pygame.SRCALPHA)
+        box.fill((0, 0, 0, 190))
+        x, y = (self.screen.get_width() - width) // 2, (self.screen.get_height() - height) // 2
+        self.screen.blit(box, (x, y))
+        for text in rendered:
+            self.screen.blit(text, (x + 8, y + 8))
+            y += text.get_height()
+
+
+# ------------------------------------------------------------------------------------ scripted input
+
+def key_event(kind: int, key: int) -> pygame.event.Event:
+    return pygame.event.Event(kind, key=key, mod=0, unicode="", scancode=0)
+
+
+def demo_script(keymap: KeyMap, frames: int, prompt: str = SCRIPTED_PROMPT) -> dict[int, list]:
+    """Events for a headless run: hold each bound key in turn for 24 frames, type `prompt` halfway."""
+    script: dict[int, list] = {}
+    keys = [binding.keys[0] for binding in keymap.bindings]
+    for n, start in enumerate(range(0, frames, 24)):
+        if keys:
+            key = keys[n % len(keys)]
+            script.setdefault(start, []).append(key_event(pygame.KEYDOWN, key))
+            script.setdefault(start + 20, []).append(key_event(pygame.KEYUP, key))
+    script.setdefault(frames // 2, []).extend(typed_prompt_events(prompt))
+    return script
+
+
+def typed_prompt_events(prompt: str) -> list:
+    """Enter, the prompt's text, Enter: what a player types to change the prompt."""
+    return [key_event(pygame.KEYDOWN, pygame.K_RETURN), pygame.event.Event(pygame.TEXTINPUT, text=prompt),
+            key_event(pygame.KEYDOWN, pygame.K_RETURN)]
