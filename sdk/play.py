@@ -352,7 +352,7 @@ class PlaySession:
         if not self.pending:
             generated = self.worker.take(timeout=0 if self.paced else 10.0)
             if generated is None:
-                self.stalls += self.paced
+                self.stalls += self.paced and bool(self.chunks)  # waiting for the first chunk is no stall
                 return
             if generated.epoch != self.controls.epoch:
                 return  # generated before a reset
