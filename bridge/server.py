@@ -14,6 +14,7 @@ sessions that have work, so every session waits at most one chunk of each other 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import math
 import secrets
@@ -57,14 +58,14 @@ class Session:
         self.id, self.model, self.gen = sid, model, generator
         self.prompt = prompt               # None: the model's default prompt
         self.encoding, self.quality = encoding, quality
-        self.queue: deque = deque()        # (identity, Request, decoded payload)
+        self.queue: deque = deque()        # (identity, Request, decoded payload, retry key)
         self.streaming = False
         self.period = 0.0                  # seconds between real-time chunks (0: as fast as possible)
         self.next_due = 0.0
         self.action = None                 # latest action of a real-time session
         self.last_index = -1               # index of the last published chunk
         self.last_seen = time.monotonic()
-        self.last_reply: tuple | None = None  # ((identity, request id), frames): answers a retried request
+        self.last_reply: tuple | None = None  # (retry_key, frames): answers a retried request
 
     def due(self, now: float) -> bool:
         return self.streaming and now >= self.next_due
@@ -78,7 +79,7 @@ class Server:
         self.limits = config.limits
         self.endpoints: dict[str, str] = {}
         self.sessions: dict[str, Session] = {}
-        self._loader = loader or _load_generator
+        self._loader = loader or SharedModels()
         self._peers: OrderedDict[bytes, float] = OrderedDict()
         self._counts = {"requests": 0, "errors": 0, "chunks": 0}
         self._started = time.monotonic()
@@ -235,20 +236,20 @@ class Server:
     def _session_request(self, identity: bytes, request: P.Request, buffers: list) -> None:
         session = self._session(request.fields["session"])
         session.last_seen = time.monotonic()
-        key = (identity, request.id)
+        key = retry_key(request, buffers)
         if session.last_reply is not None and session.last_reply[0] == key:
             self._send(identity, session.last_reply[1])  # a retry: same answer, not run twice
             return
-        if any(item[0] == identity and item[1].id == request.id for item in session.queue):
+        if any(item[1].id == request.id for item in session.queue):
             return  # a retry of a request still queued: its reply will come once
         payload = self._payload(session, request, buffers)
         if request.op != "step" and not session.queue:
-            self._execute(session, identity, request, payload)
+            self._execute(session, identity, request, payload, key)
         elif len(session.queue) >= self.limits.max_pending:
             raise BridgeError("busy", f"session has {len(session.queue)} requests queued "
                                       f"(max_pending={self.limits.max_pending}); wait for replies")
         else:
-            session.queue.append((identity, request, payload))
+            session.queue.append((identity, request, payload, key))
 
     def _payload(self, session: Session, request: P.Request, buffers: list):
         """Decode and validate what a session request carries, before it is queued."""
@@ -266,7 +267,7 @@ class Server:
             return frames
         return None
 
-    def _execute(self, session: Session, identity: bytes, request: P.Request, payload) -> None:
+    def _execute(self, session: Session, identity: bytes, request: P.Request, payload, key: tuple) -> None:
         try:
             fields, out = self._session_ops[request.op](session, request, payload)
             header = P.ok(request.id, **fields)
@@ -280,7 +281,7 @@ class Server:
         if not header["ok"]:
             self._counts["errors"] += 1
         parts = P.pack(header, out)
-        session.last_reply = ((identity, request.id), parts)
+        session.last_reply = (key, parts)
         self._send(identity, parts)
 
     def _session(self, sid: str) -> Session:
@@ -417,9 +418,28 @@ class Server:
 
 # ---------------------------------------------------------------------- sockets and security
 
-def _load_generator(name: str, **settings):
-    import streamvideo
-    return streamvideo.load(name, **settings)
+def retry_key(request: P.Request, buffers) -> tuple:
+    """What makes a request a retry: the same id and the same content, from whichever connection (a client
+    that reconnected has a new identity); another request that happens to reuse the id is run normally."""
+    digest = hashlib.sha256(repr((request.op, sorted(request.fields.items()))).encode())
+    for b in buffers:
+        digest.update(bytes(b))
+    return request.id, digest.hexdigest()
+
+
+class SharedModels:
+    """Builds session generators that share one copy of each model's weights (per model name and device);
+    every session still has its own KV cache, noise and decode state."""
+
+    def __init__(self):
+        self._parts: dict[tuple, tuple] = {}
+
+    def __call__(self, name: str, device=None, **settings):
+        from streamvideo.presets import generator_from_parts, load_parts
+        key = (name, str(device))
+        if key not in self._parts:
+            self._parts[key] = load_parts(name, device=device)
+        return generator_from_parts(self._parts[key], **settings)
 
 
 def _common_options(sock: zmq.Socket, heartbeat_ms: int) -> None:

@@ -2,6 +2,8 @@
 
 from .game import GAME_ID, StreamVideoGameEnv, register_game
 from .registration import ENV_ID, register_envs
+from .stream_env import StreamVideoEnv
+from .vector_env import StreamVideoVectorEnv
 
 
 def register_all() -> None:
@@ -9,4 +11,5 @@ def register_all() -> None:
     register_game()
 
 
-__all__ = ["ENV_ID", "GAME_ID", "StreamVideoGameEnv", "register_all", "register_envs", "register_game"]
+__all__ = ["ENV_ID", "GAME_ID", "StreamVideoEnv", "StreamVideoGameEnv", "StreamVideoVectorEnv", "register_all",
+           "register_envs", "register_game"]

@@ -52,7 +52,8 @@ class ActionSpec:
         if action is None:
             return self.noop()
         arr = np.asarray(action)
-        bad = ValueError(f"action {action!r} is outside the model's action space {self.describe()}")
+        shown = action.tolist() if isinstance(action, (np.ndarray, np.generic)) else action   # 9, not np.int64(9)
+        bad = ValueError(f"action {shown!r} is outside the model's action space {self.describe()}")
         if self.kind in ("none", "discrete"):
             n = max(self.n, 1)
             if arr.shape != () or not np.issubdtype(arr.dtype, np.integer) or not 0 <= int(arr) < n:

@@ -15,6 +15,7 @@ COMMANDS = {
     "play": ("streamvideo.play", "play a world model with the keyboard (pygame)"),
     "bench": ("streamvideo.bench", "measure first-chunk latency, FPS and memory of every rollout mode"),
     "serve": ("streamvideo.bridge.server", "serve sessions over ZeroMQ + MessagePack"),
+    "keys": ("streamvideo.bridge.keys", "create CURVE key files for serve and its clients"),
     "collect": ("streamvideo.collect", "record frames, actions and prompts from a Gymnasium env"),
     "train": ("streamvideo.train.cli", "run a training stage: codec | teacher | ode-pairs | student | distill"),
     "eval": ("streamvideo.evaluate", "compare a world model against the real game"),

@@ -141,10 +141,16 @@ def test_retried_request_is_answered_again_without_running_twice(client, server)
     first = raw.reply()
     raw.send(step)
     again = raw.reply()
-    assert first["ok"] and again == first
-    assert session.stats()["chunks"] == 1
-    session.close()
     raw.close()
+    reconnected = Raw(server.endpoints["control"])    # a new connection resends the timed-out request
+    reconnected.send(step)
+    assert first["ok"] and again == first and reconnected.reply() == first
+    assert session.stats()["chunks"] == 1
+    other = P.pack({"id": 77, "op": "step", "session": session.id, "action": 2})
+    reconnected.send(other)                           # same id, other content: a new request
+    assert reconnected.reply()["index"] == 1 and session.stats()["chunks"] == 2
+    session.close()
+    reconnected.close()
 
 
 def test_jpeg_frames_are_the_raw_frames_through_jpeg(client):
