@@ -193,7 +193,7 @@ def run(namespace) -> int:
             torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
             critic_opt.step()
         if step % args.log_every == 0:
-            run.log(critic=critic_loss.item(), **{k: float(v) for k, v in losses.items()
+            run.log(critic=critic_loss.item(), **{k: v.item() for k, v in losses.items()
                                                   if k in ("total", "dmd", "reg", "flow_dmd", "flow_reg")})
     if run.finished:
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
