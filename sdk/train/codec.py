@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from ..codecs import TAEHVCodec
 from ..codecs.taehv import MemBlock, run_blocks
 from ..collect import load_dataset
-from .common import Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
+from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import frames_to_tensor, save_codec
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     data: str = arg(None, "dataset folder written by `streamvideo collect`")
     out: str = arg("runs/codec", "output folder (checkpoint, metrics, codec.json + codec.safetensors)")
     steps: int = arg(2000, "optimizer steps")
@@ -36,9 +36,6 @@ class Args:
     scale_weight: float = arg(0.01, "weight of the (mean z^2 - 1)^2 latent-scale term")
     save_every: int = arg(200, "checkpoint every N steps")
     log_every: int = arg(10, "write a metrics line every N steps")
-    seed: int = arg(0, "seed of init, clip sampling")
-    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
-    threads: int = arg(2, "torch CPU threads")
 
 
 def add_arguments(parser) -> None:
@@ -66,8 +63,7 @@ def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     if args.data is None:
         raise SystemExit("streamvideo train codec: --data DATASET_FOLDER is required")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args.start()
     codec = build(args)
     dataset = load_dataset(args.data)
     starts = dataset.clip_starts(args.clip_frames, stride=1)                   # any clip inside an episode

@@ -66,6 +66,19 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
             parser.add_argument(flag, type=tp, default=f.default, help=f"{help_text} (default: {f.default})")
 
 
+@dataclasses.dataclass
+class RunArgs:
+    """The arguments every stage shares; a stage's `Args` subclasses it."""
+    seed: int = arg(0, "seed of init, sampling and noise")
+    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
+    threads: int = arg(2, "torch CPU threads")
+
+    def start(self) -> None:
+        """Thread count and init seed, before the stage builds its modules."""
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)
+
+
 def from_namespace(cls, namespace: argparse.Namespace):
     return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
 

@@ -28,7 +28,7 @@ from .. import flow
 from ..model import CausalDiT
 from ..presets import from_folder, save_model_folder
 from ..schedules import StepSchedule
-from .common import Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
+from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, text_encoder
 from .objectives import (
     ClipCond,
@@ -48,7 +48,7 @@ LAMBDA_FLOW = 4.0      # weight of flow-DMD
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     student: str = arg("runs/student/model", "student model folder (output of `streamvideo train student`)")
     teacher: str = arg("runs/teacher/model", "teacher model folder (real score; the critic starts from it)")
     pairs: str = arg("runs/ode-pairs/pairs.pt", "ODE pairs: rollout conditioning and the regression loss")
@@ -68,9 +68,6 @@ class Args:
     ctx_t: float = arg(100.0, "schedule time of context chunks in the regression loss (as the student stage)")
     save_every: int = arg(20, "checkpoint every N steps")
     log_every: int = arg(1, "write a metrics line every N steps")
-    seed: int = arg(0, "seed of sampling, exit steps, noise")
-    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
-    threads: int = arg(2, "torch CPU threads")
 
     def kv_level(self) -> float | None:
         """None = Diagonal Forcing; otherwise the schedule time the clean output is re-noised to."""
@@ -159,8 +156,7 @@ def generator_losses(student, teacher, critic, flow_net, flow_target, pairs, idx
 def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     kv_level = args.kv_level()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args.start()
     schedule = StepSchedule.parse(args.schedule)
     student, codec, _, latent_hw, fps, prompt, _ = from_folder(Path(args.student), "cpu", torch.float32)
     teacher = from_folder(Path(args.teacher), "cpu", torch.float32)[0].eval().requires_grad_(False)

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ..presets import GAME_ACTIONS, from_folder
 from ..schedules import DEFAULT_TIMESTEPS
-from .common import Run, add_dataclass_arguments, arg, from_namespace
+from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace
 from .data import cached_latent_clips, noop_context, text_encoder
 from .objectives import ClipCond, ode_sample
 
@@ -26,7 +26,7 @@ STUDENT_TIMESTEPS = tuple(sorted({t for ts in DEFAULT_TIMESTEPS.values() for t i
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     data: str = arg(None, "dataset folder written by `streamvideo collect`")
     codec: str = arg("runs/codec", "the teacher's --codec (a codec folder holding the latent cache, or pixel:P)")
     teacher: str = arg("runs/teacher/model", "teacher model folder")
@@ -37,9 +37,6 @@ class Args:
     ctx_prob: float = arg(0.75, "probability that a pair starts from a clean context chunk")
     sample_steps: int = arg(24, "teacher Euler steps (the student timesteps are added to the grid)")
     save_every: int = arg(4, "checkpoint every N steps")
-    seed: int = arg(0, "seed of clip choice and noise")
-    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
-    threads: int = arg(2, "torch CPU threads")
 
 
 class PairBuffer(nn.Module):
@@ -62,8 +59,7 @@ def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     if args.data is None:
         raise SystemExit("streamvideo train ode-pairs: --data DATASET_FOLDER is required")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args.start()
     teacher, codec, _, _, _, _, _ = from_folder(Path(args.teacher), "cpu", torch.float32)
     teacher.eval().requires_grad_(False)
     cf = teacher.config.chunk_frames

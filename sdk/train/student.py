@@ -16,13 +16,13 @@ import torch
 
 from .. import flow
 from ..presets import from_folder, save_model_folder
-from .common import Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
+from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, text_encoder
 from .objectives import ClipCond, frame_mask, masked_mse, predict_x0
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     teacher: str = arg("runs/teacher/model", "teacher model folder (the student's init)")
     pairs: str = arg("runs/ode-pairs/pairs.pt", "pairs.pt written by `streamvideo train ode-pairs`")
     out: str = arg("runs/student", "output folder (checkpoint, metrics, model/)")
@@ -34,9 +34,6 @@ class Args:
     schedule: str = arg("4322222", "step allocation stored in the model folder")
     save_every: int = arg(50, "checkpoint every N steps")
     log_every: int = arg(10, "write a metrics line every N steps")
-    seed: int = arg(0, "seed of pair sampling and noise")
-    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
-    threads: int = arg(2, "torch CPU threads")
 
 
 def add_arguments(parser) -> None:
@@ -80,8 +77,7 @@ def regression_loss(student, pairs: dict, idx, text, ctx_t: float) -> tuple[torc
 
 def run(namespace) -> int:
     args = from_namespace(Args, namespace)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args.start()
     student, codec, _, latent_hw, fps, prompt, _ = from_folder(Path(args.teacher), "cpu", torch.float32)
     pairs = load_pairs(args.pairs)
     text = text_encoder()

@@ -15,13 +15,13 @@ import torch
 
 from ..model import CausalDiT, ModelConfig
 from ..presets import GAME_ACTIONS, save_model_folder
-from .common import Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
+from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, cached_latent_clips, load_codec, noop_context, text_encoder
 from .objectives import ClipCond, flow_matching_loss
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     data: str = arg(None, "dataset folder written by `streamvideo collect`")
     codec: str = arg("runs/codec", "output folder of `streamvideo train codec`, or pixel:P for P x P pixel patches")
     out: str = arg("runs/teacher", "output folder (checkpoint, metrics, model/)")
@@ -41,9 +41,6 @@ class Args:
     fps: float = arg(15.0, "frames per second of the data (the game's render_fps)")
     save_every: int = arg(100, "checkpoint every N steps")
     log_every: int = arg(10, "write a metrics line every N steps")
-    seed: int = arg(0, "seed of init, clip sampling, noise")
-    stop_after: int | None = arg(None, "leave after N steps of this invocation (simulates a kill; re-run resumes)")
-    threads: int = arg(2, "torch CPU threads")
 
 
 def add_arguments(parser) -> None:
@@ -61,8 +58,7 @@ def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     if args.data is None:
         raise SystemExit("streamvideo train teacher: --data DATASET_FOLDER is required")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args.start()
     codec = load_codec(args.codec)
     clips = cached_latent_clips(args.codec, args.data, args.clip_chunks * args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
