@@ -35,7 +35,6 @@ class ModelConfig:
     head_dim: int = 128                   # channels per head; model width = num_heads * head_dim
     in_channels: int = 16                 # latent channels in
     out_channels: int = 16                # latent channels out (velocity)
-    prediction: str = "velocity"          # what proj_out predicts: "velocity" (Wan) or "x0" (see x0_to_velocity)
     text_dim: int = 4096                  # width of the text encoder's tokens (umT5-XXL: 4096)
     freq_dim: int = 256                   # sinusoidal timestep embedding width
     ffn_dim: int = 8960                   # hidden width of the GELU-tanh feed-forward
@@ -45,10 +44,6 @@ class ModelConfig:
     rope_theta: float = 10000.0           # RoPE base
     chunk_frames: int = 3                 # latent frames per autoregressive chunk
     action: ActionSpec = field(default_factory=ActionSpec)  # action conditioning (kind "none" = off)
-
-    def __post_init__(self):
-        if self.prediction not in ("velocity", "x0"):
-            raise ValueError(f"ModelConfig.prediction must be 'velocity' or 'x0', got {self.prediction!r}")
 
     @property
     def dim(self) -> int:
@@ -154,21 +149,6 @@ class ActionEmbedder(nn.Module):
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
-
-
-# Smallest sigma x0_to_velocity divides by (JiT clamps 1 - t the same way): bounds the velocity near clean frames.
-MIN_X0_SIGMA = 0.05
-
-
-def x0_to_velocity(xt: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The velocity (eps - x0) implied by an x0 prediction at network timesteps t [B, F].
-
-    x-prediction (Li & He 2025, "Back to Basics"): when a token carries more channels than the model is
-    wide (64x64 frames in 8x8 pixel patches: 192 channels, width 128), the model cannot output the
-    noise part of a velocity, but clean frames lie near a low-dimensional set it can output.
-    """
-    sigma = (t.float() / 1000.0).clamp(min=MIN_X0_SIGMA)[:, None, :, None, None]
-    return ((xt.float() - x0.float()) / sigma).type_as(x0)
 
 
 def per_token(mod: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
@@ -377,8 +357,7 @@ class CausalDiT(nn.Module):
         tokens = modulate(self.norm_out(tokens.float()), shift, scale).type_as(tokens)
         out = self.proj_out(tokens)                                                   # [B, N, C*p_t*p_h*p_w]
         out = out.reshape(batch, fp, hp, wp, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        out = out.reshape(batch, -1, frames, height, width)
-        return x0_to_velocity(x, out, t) if cfg.prediction == "x0" else out
+        return out.reshape(batch, -1, frames, height, width)
 
     def stream_context(self, batch, fp, hp, wp, device, causal, cache, write_chunks) -> StreamContext:
         cfg = self.config

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from streamvideo.codecs import PixelCodec, TAEHVCodec, WanVAECodec, build, load_codec
+from streamvideo.codecs import PCACodec, PixelCodec, TAEHVCodec, WanVAECodec, build, load_codec
 
 TINY_TAEHV = dict(latent_channels=4, encoder_channels=8, decoder_channels=(16, 8, 8, 8))
 
@@ -54,6 +54,26 @@ def test_pixel_codec_shape_errors():
         PixelCodec(4).encode(torch.rand(1, 1, 3, 10, 16))
     with pytest.raises(ValueError, match=r"expects latents \[B, 3, F, h, w\]"):
         PixelCodec().decode(torch.rand(1, 4, 1, 8, 8), None)
+
+
+def test_pca_codec_recovers_patches_in_its_subspace_and_orders_components():
+    """Frames whose 2x2 patches span 3 directions: 3 components reconstruct them exactly, 1 does not."""
+    g = torch.Generator().manual_seed(0)
+    scales = torch.tensor([[0.1], [0.05], [0.02]])                                            # decreasing variance
+    directions = torch.nn.functional.normalize(torch.randn(3, 12, generator=g), dim=1) * scales
+    weights = torch.randn(64 * 4 * 4, 3, generator=g)
+    patches = (0.5 + weights @ directions).clamp(0, 1)                                        # [N, 12]
+    frames = torch.nn.functional.pixel_shuffle(patches.reshape(64, 4, 4, 12).permute(0, 3, 1, 2), 2)[:, None]
+    exact, coarse = PCACodec(2, 3).fit([frames[:32], frames[32:]]), PCACodec(2, 1).fit([frames])
+    torch.testing.assert_close(exact.decode(exact.encode(frames))[0], frames, rtol=0, atol=1e-5)
+    assert (coarse.decode(coarse.encode(frames))[0] - frames).pow(2).mean() > 1e-4
+    z = exact.encode(frames)                                                                   # [64, 3, 1, 4, 4]
+    assert z.shape == (64, 3, 1, 4, 4) and z[:, 0].var() > z[:, 1].var() > z[:, 2].var()
+    rebuilt = build(**exact.config())
+    rebuilt.load_state_dict(exact.state_dict())
+    assert torch.equal(rebuilt.encode(frames), z)
+    with pytest.raises(ValueError, match=r"channels must be in \[1, 12\]"):
+        PCACodec(2, 13)
 
 
 # ---------------------------------------------------------------------------------------------

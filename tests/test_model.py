@@ -140,19 +140,3 @@ def test_fused_qkv_gives_the_same_output_and_keeps_the_state_dict():
         fused = model(x, t, text, causal=True)
     assert (fused - ref).abs().max() < 1e-5
     assert set(model.state_dict()) == keys
-
-
-def test_x0_prediction_returns_the_velocity_whose_x0_is_the_network_output():
-    """prediction="x0": the same weights' raw output is the clean estimate; forward hands the engine a velocity."""
-    from streamvideo import flow
-    x0_model, v_model = tiny_model(prediction="x0"), tiny_model()
-    x, text = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 3, 24)
-    t = torch.tensor([[900.0, 20.0]])           # sigma 0.9 and 0.02 (below the 0.05 clamp)
-    with torch.no_grad():
-        raw, v = v_model(x, t, text), x0_model(x, t, text)
-    assert torch.allclose(flow.x0_from_velocity(x[:, :, :1], v[:, :, :1], 0.9), raw[:, :, :1], atol=1e-5)
-    assert torch.allclose(v[:, :, 1:], (x - raw)[:, :, 1:] / 0.05, atol=1e-4)
-    cfg = ModelConfig.from_dict(x0_model.config.to_dict())
-    assert cfg.prediction == "x0"
-    with pytest.raises(ValueError, match="prediction must be 'velocity' or 'x0'"):
-        ModelConfig(prediction="eps")

@@ -13,7 +13,7 @@ from streamvideo.model import CausalDiT, ModelConfig
 from streamvideo.presets import GAME_ACTIONS
 from streamvideo.schedules import StepSchedule
 from streamvideo.train.common import read_metrics
-from streamvideo.train.data import text_encoder
+from streamvideo.train.data import load_codec, text_encoder
 from streamvideo.train.distill import Args as DistillArgs
 from streamvideo.train.distill import generator_losses
 from streamvideo.train.objectives import FlowFeatures, ema_copy, flow_matching_loss
@@ -50,16 +50,26 @@ def test_codec_stage_resumes(tmp_path, data):
         "--threads", 1)
 
 
+def test_pca_codec_stage_fits_and_reports_psnr(tmp_path, data):
+    train("codec", tmp_path, "--kind", "pca", "--data", data, "--latent-channels", 48, "--pca-frames", 160)
+    codec = load_codec(tmp_path)
+    assert codec.config() == {"name": "pca", "patch": 8, "channels": 48}
+    (metrics,) = read_metrics(tmp_path)
+    assert metrics["fit_frames"] == 160 and metrics["psnr"] > 20
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, data):
-    """teacher -> ode-pairs -> student on pixel patches, each stage checked for resume on the way."""
+    """pca codec -> teacher -> ode-pairs -> student, each stage checked for resume on the way."""
     root = tmp_path_factory.mktemp("pipeline")
     common = ["--save-every", 1]
-    teacher = ["--data", data, "--codec", "pixel:8", "--steps", 3, "--batch-size", 2, "--clip-chunks", 2, *TINY_DIT,
+    codec = root / "codec"
+    train("codec", codec, "--kind", "pca", "--data", data, "--latent-channels", 16)
+    teacher = ["--data", data, "--codec", codec, "--steps", 3, "--batch-size", 2, "--clip-chunks", 2, *TINY_DIT,
                *common]
     interrupted_equals_uninterrupted(root / "teacher", "teacher", "model/model.safetensors", *teacher)
     t_model = root / "teacher" / "a" / "model"
-    pairs = ["--data", data, "--codec", "pixel:8", "--teacher", t_model, "--clip-chunks", 2, "--pairs", 6,
+    pairs = ["--data", data, "--codec", codec, "--teacher", t_model, "--clip-chunks", 2, "--pairs", 6,
              "--batch-size", 2, "--sample-steps", 4, "--threads", 1, *common]
     train("ode-pairs", root / "pairs", *pairs)
     train("ode-pairs", root / "pairs-b", *pairs, "--stop-after", 2)

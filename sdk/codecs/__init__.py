@@ -1,6 +1,7 @@
 """Latent codecs: frames [B, T, 3, H, W] in [0, 1] <-> latents [B, C, F, h, w], with streaming decode.
 
 - `PixelCodec`: the frames themselves (tests, tiny-random preset)
+- `PCACodec`: pixel patches on their top principal components (the default model's codec)
 - `TAEHVCodec`: TAEHV, the tiny streaming video decoder the paper times (loads taehv / taew2_1 weights)
 - `WanVAECodec`: Wan 2.1's VAE through diffusers (the `wan` extra)
 
@@ -13,12 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import Codec
+from .pca import PCACodec
 from .pixel import PixelCodec
 from .taehv import TAEHVCodec, TAEHVState
 from .wan_vae import WanVAECodec, WanVAEState
 
 __all__ = [
     "Codec",
+    "PCACodec",
     "PixelCodec",
     "TAEHVCodec",
     "TAEHVState",
@@ -28,11 +31,12 @@ __all__ = [
     "load_codec",
 ]
 
-CODECS = {"pixel": PixelCodec, "taehv": TAEHVCodec, "wan-vae": WanVAECodec.from_pretrained}
+CODECS = {"pixel": PixelCodec, "pca": PCACodec, "taehv": TAEHVCodec, "wan-vae": WanVAECodec.from_pretrained}
 
 
 def build(name: str, **kwargs) -> Codec:
-    """Codec by name: "pixel" (patch=...), "taehv" (TAEHVCodec arguments), "wan-vae" (path=...)."""
+    """Codec by name: "pixel" (patch=), "pca" (patch=, channels=), "taehv" (TAEHVCodec arguments),
+    "wan-vae" (path=)."""
     if name not in CODECS:
         raise ValueError(f"unknown codec {name!r}; expected one of {sorted(CODECS)}")
     return CODECS[name](**kwargs)

@@ -1,20 +1,27 @@
-"""Stage 1, `streamvideo train codec`: a small TAEHV video autoencoder for the frame size.
+"""Stage 1, `streamvideo train codec`: a video autoencoder for the frame size.
 
-8x spatial, 4x temporal compression (64x64 frames -> 8x8 latents, 12 frames -> 3 latent frames).
-Loss: MSE + L1 on the decoder's raw output for a fresh stream (before the [0, 1] clamp, which
-would stop gradients; its first tf-1 frames are the ones the codec fills in and are not scored),
-plus a weak pull of the latents' second moment towards 1 so the DiT's unit-variance noise matches the latent scale.
+`--kind pca` (the default model's codec): 8x8 pixel patches on their top `--latent-channels`
+principal components, fitted in closed form on `--pca-frames` frames (seconds, nothing to resume).
+
+`--kind taehv`: a small TAEHV trained by gradient descent, 8x spatial, 4x temporal compression
+(64x64 frames -> 8x8 latents, 12 frames -> 3 latent frames). Loss: MSE + L1 on the decoder's raw
+output for a fresh stream (before the [0, 1] clamp, which would stop gradients; its first tf-1
+frames are the ones the codec fills in and are not scored), plus a weak pull of the latents'
+second moment towards 1 so the DiT's unit-variance noise matches the latent scale.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from ..codecs import TAEHVCodec
+from ..codecs import PCACodec, TAEHVCodec
 from ..codecs.taehv import MemBlock, run_blocks
 from ..collect import load_dataset
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
@@ -25,6 +32,9 @@ from .data import frames_to_tensor, save_codec
 class Args(RunArgs):
     data: str = arg(None, "dataset folder written by `streamvideo collect`")
     out: str = arg("runs/codec", "output folder (checkpoint, metrics, codec.json + codec.safetensors)")
+    kind: str = arg("taehv", "taehv (trained conv autoencoder) or pca (patches on principal components)")
+    patch: int = arg(8, "pca: pixel patch size (the spatial factor)")
+    pca_frames: int = arg(20000, "pca: frames the components are fitted on (a seeded subset)")
     steps: int = arg(2000, "optimizer steps")
     batch_size: int = arg(8, "clips per step")
     clip_frames: int = arg(24, "frames per clip (a multiple of the temporal factor 4)")
@@ -59,13 +69,39 @@ def build(args: Args) -> TAEHVCodec:
     return codec
 
 
+def fit_pca(args: Args, dataset) -> int:
+    """Fit a PCACodec on a seeded frame subset; report PSNR on held-out frames (a tenth, at most 2000)."""
+    order = np.random.default_rng(args.seed).permutation(len(dataset))
+    held_out = max(1, min(2000, len(dataset) // 10))
+    test_idx, fit_idx = np.sort(order[:held_out]), np.sort(order[held_out:held_out + args.pca_frames])
+    batches = (frames_to_tensor(dataset.frames[fit_idx[i:i + 1000]])[:, None]       # [B, 1, 3, H, W]
+               for i in range(0, len(fit_idx), 1000))
+    codec = PCACodec(args.patch, args.latent_channels).fit(tqdm(batches, total=-(-len(fit_idx) // 1000), desc="pca"))
+    test = frames_to_tensor(dataset.frames[test_idx])[:, None]
+    decoded, _ = codec.decode(codec.encode(test))
+    psnr = -10 * torch.log10(F.mse_loss(decoded, test)).item()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(asdict(args), indent=2))
+    (out / "metrics.jsonl").write_text(json.dumps({"fit_frames": len(fit_idx), "test_frames": len(test_idx),
+                                                   "psnr": psnr}) + "\n")
+    save_codec(out, codec)
+    print(f"pca codec ({args.latent_channels} of {codec.pixels.latent_channels} components): "
+          f"{psnr:.2f} dB on {len(test_idx)} held-out frames -> {out}")
+    return 0
+
+
 def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     if args.data is None:
         raise SystemExit("streamvideo train codec: --data DATASET_FOLDER is required")
+    if args.kind not in ("taehv", "pca"):
+        raise SystemExit(f"streamvideo train codec: --kind must be taehv or pca, got {args.kind!r}")
     args.start()
-    codec = build(args)
     dataset = load_dataset(args.data)
+    if args.kind == "pca":
+        return fit_pca(args, dataset)
+    codec = build(args)
     starts = dataset.clip_starts(args.clip_frames, stride=1)                   # any clip inside an episode
     opt = torch.optim.AdamW(codec.parameters(), lr=args.lr, weight_decay=0.0)
     run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,

@@ -34,7 +34,6 @@ class Args(RunArgs):
     head_dim: int = arg(32, "channels per head (width = heads * head_dim)")
     layers: int = arg(6, "transformer blocks")
     ffn_dim: int = arg(512, "feed-forward hidden width")
-    prediction: str = arg("x0", "what the network outputs: x0 (suits tokens wider than the model) or velocity")
     lr: float = arg(6e-4, "AdamW learning rate")
     warmup: int = arg(100, "linear warm-up steps")
     sample_steps: int = arg(32, "Euler steps the teacher samples with (stored in the model folder)")
@@ -50,8 +49,7 @@ def add_arguments(parser) -> None:
 def model_config(args: Args, latent_channels: int) -> ModelConfig:
     return ModelConfig(patch_size=(1, 1, 1), num_heads=args.heads, head_dim=args.head_dim, ffn_dim=args.ffn_dim,
                        num_layers=args.layers, in_channels=latent_channels, out_channels=latent_channels,
-                       text_dim=TEXT_SPEC["dim"], freq_dim=128, chunk_frames=args.chunk_frames, action=GAME_ACTIONS,
-                       prediction=args.prediction)
+                       text_dim=TEXT_SPEC["dim"], freq_dim=128, chunk_frames=args.chunk_frames, action=GAME_ACTIONS)
 
 
 def run(namespace) -> int:
