@@ -111,7 +111,9 @@ def config_from_diffusers(folder: Path) -> ModelConfig:
     if raw.get("image_dim") or raw.get("added_kv_proj_dim"):
         raise CheckpointError(f"{folder} is an image-to-video Wan model (image_dim set); "
                               "only text-to-video is supported")
-    return ModelConfig.from_dict({ours: raw[theirs] for theirs, ours in DIFFUSERS_CONFIG.items() if theirs in raw})
+    # Wan checkpoints were trained attending to all zero-padded text tokens
+    return ModelConfig.from_dict({**{ours: raw[theirs] for theirs, ours in DIFFUSERS_CONFIG.items() if theirs in raw},
+                                  "mask_text_padding": False})
 
 
 def config_from_shapes(state: dict[str, torch.Tensor], file: Path, head_dim: int | None) -> ModelConfig:
@@ -132,7 +134,7 @@ def config_from_shapes(state: dict[str, torch.Tensor], file: Path, head_dim: int
             text_dim=state["condition_embedder.text_embedder.linear_1.weight"].shape[1],
             freq_dim=state["condition_embedder.time_embedder.linear_1.weight"].shape[1],
             ffn_dim=state["blocks.0.ffn.net.0.proj.weight"].shape[0], num_layers=layers,
-            cross_attn_norm="blocks.0.norm2.weight" in state)
+            cross_attn_norm="blocks.0.norm2.weight" in state, mask_text_padding=False)
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"{file}: cannot infer the Wan architecture, missing or odd key {err}") from err
 

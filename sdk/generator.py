@@ -12,7 +12,7 @@ from .actions import ActionSpec
 from .codecs import Codec
 from .model import CausalDiT
 from .rollout import MODES, ChunkRollout, Conditioning, HierarchicalRollout, NoiseSource
-from .schedules import StepSchedule
+from .schedules import MODE_SIGMAS, StepSchedule
 from .text import TextEncoder
 
 
@@ -38,15 +38,18 @@ def as_list(value, batch_size: int, name: str) -> list:
 class StreamGenerator:
     def __init__(self, model: CausalDiT, codec: Codec, text_encoder: TextEncoder, latent_hw: tuple[int, int],
                  mode: str = "diagonal", schedule="4322222", batch_size: int = 1, fps: float = 16.0,
-                 window_chunks: int = 4, sink_chunks: int = 0, kv_noise: float | None = None,
-                 default_prompt: str = "", extend: str = "cyclic", static_cache: bool = False):
+                 window_chunks: int = 2, sink_chunks: int = 1, kv_noise: float | None = None,
+                 default_prompt: str = "", extend: str = "cyclic", static_cache: bool = False, sigmas=None,
+                 rope: str = "window"):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.codec, self.text_encoder = model.eval(), codec.eval(), text_encoder
         self.mode, self.batch_size, self.fps = mode, batch_size, float(fps)
-        self.schedule = StepSchedule.parse(schedule, extend=extend)
+        # noise levels: the release's lists of this mode unless given (a set name or {steps: [sigma, ...]})
+        self.schedule = StepSchedule.parse(schedule, extend=extend,
+                                           sigmas=MODE_SIGMAS[mode] if sigmas is None else sigmas)
         self.default_prompt = default_prompt
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -54,7 +57,7 @@ class StreamGenerator:
         self.latent_shape = (cfg.in_channels, cfg.chunk_frames, *latent_hw)     # one chunk of one stream
         self.frames_per_chunk = cfg.chunk_frames * codec.temporal_factor
         self.height, self.width = latent_hw[0] * codec.spatial_factor, latent_hw[1] * codec.spatial_factor
-        cache_kw = dict(window_chunks=window_chunks, sink_chunks=sink_chunks, static=static_cache)
+        cache_kw = dict(window_chunks=window_chunks, sink_chunks=sink_chunks, static=static_cache, rope=rope)
         if mode == "hierarchical":
             if kv_noise is not None:
                 raise ValueError("kv_noise applies to the diagonal and self_forcing modes, not hierarchical")

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .actions import ActionSpec
-from .kv_cache import KVCache
+from .kv_cache import KVCache, rope_chunk_position, visible
 from .rope import apply_rope, rope_angles
 
 
@@ -44,6 +44,8 @@ class ModelConfig:
     rope_theta: float = 10000.0           # RoPE base
     chunk_frames: int = 3                 # latent frames per autoregressive chunk
     action: ActionSpec = field(default_factory=ActionSpec)  # action conditioning (kind "none" = off)
+    mask_text_padding: bool = True        # cross-attend to real text tokens only; Wan2.1 attends to all 512 zero-padded
+                                          # umT5 tokens (False), which real Wan weights need to match the reference
 
     @property
     def dim(self) -> int:
@@ -76,8 +78,10 @@ class ModelConfig:
 
 # Model sizes, DiT-style: one dict of small factories.
 PRESETS = {
-    "wan2.1-1.3b": lambda: ModelConfig(num_heads=12, head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096),
-    "wan2.1-14b": lambda: ModelConfig(num_heads=40, head_dim=128, ffn_dim=13824, num_layers=40, text_dim=4096),
+    "wan2.1-1.3b": lambda: ModelConfig(num_heads=12, head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096,
+                                       mask_text_padding=False),
+    "wan2.1-14b": lambda: ModelConfig(num_heads=40, head_dim=128, ffn_dim=13824, num_layers=40, text_dim=4096,
+                                      mask_text_padding=False),
     "tiny": lambda: ModelConfig(num_heads=2, head_dim=16, ffn_dim=64, num_layers=2, text_dim=32, in_channels=4,
                                 out_channels=4),
 }
@@ -156,6 +160,14 @@ def per_token(mod: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
     return mod.repeat_interleave(tokens_per_frame, dim=1)
 
 
+class FP32LayerNorm(nn.LayerNorm):
+    """Affine LayerNorm computed in fp32 whatever the weights' dtype (diffusers' FP32LayerNorm): the
+    residual stream is fp32, and a bf16 LayerNorm weight on fp32 input is an error."""
+
+    def forward(self, x):
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
+
+
 class FeedForward(nn.Module):
     """GELU-tanh MLP with diffusers' FeedForward names (net.0.proj, net.2)."""
 
@@ -210,10 +222,11 @@ class Attention(nn.Module):
 class StreamContext:
     """What a forward pass needs to know about attention: positions, masks, cache."""
 
-    def __init__(self, rope, self_mask, cache: KVCache | None, write_tokens: int):
+    def __init__(self, rope, self_mask, cache: KVCache | None = None, cache_rope=None, write_tokens: int = 0):
         self.rope = rope                  # (cos, sin) for the input tokens
-        self.self_mask = self_mask        # [N, N] bool among input tokens, None = bidirectional
+        self.self_mask = self_mask        # bool mask over the keys ([cache keys |] input keys), None = all visible
         self.cache = cache
+        self.cache_rope = cache_rope      # (cos, sin) for the cached keys
         self.write_tokens = write_tokens  # leading input tokens whose K/V go into the cache
 
 
@@ -226,23 +239,24 @@ class WanBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, cfg.eps, elementwise_affine=False)
         self.attn1 = Attention(dim, cfg.num_heads, cfg.eps)
         self.attn2 = Attention(dim, cfg.num_heads, cfg.eps)
-        self.norm2 = nn.LayerNorm(dim, cfg.eps) if cfg.cross_attn_norm else nn.Identity()
+        self.norm2 = FP32LayerNorm(dim, cfg.eps) if cfg.cross_attn_norm else nn.Identity()
         self.ffn = FeedForward(dim, cfg.ffn_dim)
         self.norm3 = nn.LayerNorm(dim, cfg.eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
     def self_attention(self, x: torch.Tensor, layer: int, ctx: StreamContext) -> torch.Tensor:
         q, k, v = self.attn1.project(x, x)
-        q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
-        mask = ctx.self_mask
-        if ctx.cache is not None:
-            k_old, v_old, old_mask = ctx.cache.read(layer)
-            n_old = k_old.shape[1]
-            if ctx.write_tokens:
-                ctx.cache.write(layer, k[:, :ctx.write_tokens], v[:, :ctx.write_tokens])
-            k, v = torch.cat([k_old, k], dim=1), torch.cat([v_old, v], dim=1)
-            mask = join_cache_mask(mask, old_mask, n_old, q.shape[1], x.shape[0], x.device)
-        return self.attn1.attend(q, k, v, mask)
+        k_rot = apply_rope(k, *ctx.rope)
+        q = apply_rope(q, *ctx.rope)
+        if ctx.cache is None:
+            return self.attn1.attend(q, k_rot, v, ctx.self_mask)
+        k_old, v_old = ctx.cache.read(layer)
+        # join before writing: the write may land in a slot the read views (the ring's oldest chunk)
+        keys = torch.cat([apply_rope(k_old, *ctx.cache_rope), k_rot], dim=1)
+        values = torch.cat([v_old, v], dim=1)
+        if ctx.write_tokens:
+            ctx.cache.write(layer, k[:, :ctx.write_tokens], v[:, :ctx.write_tokens])
+        return self.attn1.attend(q, keys, values, ctx.self_mask)
 
     def forward(self, x, text, text_mask, mod, layer: int, ctx: StreamContext):
         """x [B, N, dim]; text [B, L, dim]; mod [B, N, 6, dim] (per token, fp32)."""
@@ -254,16 +268,6 @@ class WanBlock(nn.Module):
         x = x + self.attn2.attend(q, k, v, None if text_mask is None else text_mask[:, None, None, :])
         h = modulate(self.norm3(x.float()), c_shift, c_scale).type_as(x)
         return (x.float() + self.ffn(h).float() * c_gate).type_as(x)
-
-
-def join_cache_mask(self_mask, cache_mask, n_old: int, n_new: int, batch: int, device):
-    """Mask over [cache keys | input keys] for input queries; None when everything is visible."""
-    if self_mask is None and cache_mask is None:
-        return None
-    new = self_mask if self_mask is not None else torch.ones(n_new, n_new, dtype=torch.bool, device=device)
-    old = (cache_mask[:, None, :].expand(batch, n_new, n_old) if cache_mask is not None
-           else torch.ones(batch, n_new, n_old, dtype=torch.bool, device=device))
-    return torch.cat([old, new[None].expand(batch, -1, -1)], dim=-1)[:, None]   # [B, 1, N, M]
 
 
 def block_causal_mask(frames: int, chunk_frames: int, tokens_per_frame: int, device) -> torch.Tensor:
@@ -307,15 +311,15 @@ class CausalDiT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def make_cache(self, batch_size: int, height: int, width: int, window_chunks: int = 4, sink_chunks: int = 0,
-                   device=None, dtype=None, static: bool = False) -> KVCache:
+    def make_cache(self, batch_size: int, height: int, width: int, window_chunks: int = 2, sink_chunks: int = 1,
+                   device=None, dtype=None, static: bool = False, rope: str = "window") -> KVCache:
         """A cache for latents of spatial size height x width (before patching)."""
         cfg = self.config
         p_t, p_h, p_w = cfg.patch_size
         tokens = (cfg.chunk_frames // p_t) * (height // p_h) * (width // p_w)
         ref = self.proj_out.weight
         return KVCache(cfg.num_layers, batch_size, tokens, cfg.num_heads, cfg.head_dim, window_chunks, sink_chunks,
-                       device=device or ref.device, dtype=dtype or ref.dtype, static=static)
+                       device=device or ref.device, dtype=dtype or ref.dtype, static=static, rope=rope)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None = None,
                 action: torch.Tensor | None = None, *, causal: bool = False, cache: KVCache | None = None,
@@ -346,6 +350,8 @@ class CausalDiT(nn.Module):
             temb = temb + self.action_embedder(action[:, ::p_t])
         mod = per_token(self.condition_embedder.modulation(temb), hp * wp)           # [B, N, 6, dim]
         text = self.condition_embedder.text_embedder(text.to(tokens.dtype))        # [B, L, dim]
+        if not cfg.mask_text_padding:
+            text_mask = None
 
         ctx = self.stream_context(batch, fp, hp, wp, tokens.device, causal or cache is not None, cache, write_chunks)
         for layer, block in enumerate(self.blocks):
@@ -362,13 +368,29 @@ class CausalDiT(nn.Module):
     def stream_context(self, batch, fp, hp, wp, device, causal, cache, write_chunks) -> StreamContext:
         cfg = self.config
         chunk_fp = cfg.chunk_frames // cfg.patch_size[0]
-        if cache is not None:
-            start = cache.next_chunk * chunk_fp
-        else:
-            start = torch.zeros(batch, dtype=torch.long, device=device)
-        frame_pos = start[:, None] + torch.arange(fp, device=device)[None]             # [B, fp]
-        rope = rope_angles(frame_pos, hp, wp, cfg.head_dim, cfg.rope_theta)
-        self_mask = block_causal_mask(fp, chunk_fp, hp * wp, device) if causal and fp > chunk_fp else None
-        if cache is not None and fp % chunk_fp:
+        frame_offset = torch.arange(fp, device=device)
+        if cache is None:
+            rope = rope_angles(frame_offset[None].expand(batch, -1), hp, wp, cfg.head_dim, cfg.rope_theta)
+            self_mask = block_causal_mask(fp, chunk_fp, hp * wp, device) if causal and fp > chunk_fp else None
+            return StreamContext(rope, self_mask)
+        if fp % chunk_fp:
             raise ValueError(f"streaming input must be whole chunks of {chunk_fp} latent frames, got {fp}")
-        return StreamContext(rope, self_mask, cache, write_chunks * chunk_fp * hp * wp)
+        # input chunk i of stream b is chunk next_chunk[b] + i; the newest one anchors the RoPE positions
+        n_in = fp // chunk_fp
+        in_chunks = cache.next_chunk[:, None] + torch.arange(n_in, device=device)[None]     # [B, n_in]
+        key_chunks = cache.key_chunks()                                                    # [B, n_slots]
+        newest = in_chunks[:, -1:]
+        S, W, mode = cache.sink_chunks, cache.window_chunks, cache.rope
+
+        def chunk_rope(chunks):   # [B, n] chunk indices -> (cos, sin) for all their tokens
+            first = rope_chunk_position(chunks, newest, S, W, mode) * chunk_fp             # [B, n]
+            frames = (first[:, :, None] + torch.arange(chunk_fp, device=device)).flatten(1)
+            return rope_angles(frames, hp, wp, cfg.head_dim, cfg.rope_theta)
+
+        # [B, n_in, n_slots + n_in] which chunks each input chunk sees, expanded to tokens
+        sees = visible(in_chunks[:, :, None], torch.cat([key_chunks, in_chunks], 1)[:, None, :], S, W)
+        tok = chunk_fp * hp * wp
+        mask = None
+        if cache.static or not bool(sees.all()):
+            mask = sees.repeat_interleave(tok, 1).repeat_interleave(tok, 2)[:, None]          # [B, 1, N, M]
+        return StreamContext(chunk_rope(in_chunks), mask, cache, chunk_rope(key_chunks), write_chunks * tok)

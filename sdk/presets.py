@@ -16,7 +16,7 @@ from .actions import ActionSpec
 from .codecs import PixelCodec, TAEHVCodec
 from .codecs import build as build_codec
 from .generator import StreamGenerator
-from .model import CausalDiT, ModelConfig
+from .model import PRESETS, CausalDiT, ModelConfig
 from .text import HashTextEncoder, TextEncoder
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
@@ -65,7 +65,7 @@ def tiny_random(device, dtype, resolution=None):
 def wan_random(device, dtype, resolution=None):
     """Wan2.1-1.3B's architecture with random weights, TAEHV decoder, umT5-sized random text: speed work."""
     height, width = resolution or (480, 832)
-    model = seeded_random(lambda: CausalDiT(ModelConfig()), 0, device, dtype)
+    model = seeded_random(lambda: CausalDiT(PRESETS["wan2.1-1.3b"]()), 0, device, dtype)
     codec = seeded_random(TAEHVCodec, 0, device, dtype)
     text = HashTextEncoder(dim=4096, max_tokens=512)
     return model, codec, text, (height // 8, width // 8), 16.0, "a random world"
@@ -141,15 +141,22 @@ def generator_from_parts(parts, mode: str = "diagonal", schedule=None, **kw) -> 
 
 
 def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal", schedule=None,
-         batch_size: int = 1, random_weights: bool = False, resolution=None, window_chunks: int = 4,
-         sink_chunks: int = 0, kv_noise: float | None = None, extend: str = "cyclic") -> StreamGenerator:
+         batch_size: int = 1, random_weights: bool = False, resolution=None, window_chunks: int = 2,
+         sink_chunks: int = 1, kv_noise: float | None = None, extend: str = "cyclic", sigmas=None,
+         rope: str = "window") -> StreamGenerator:
     """A ready StreamGenerator.
 
     name_or_path: "default" (shipped), "tiny-random", "wan2.1-1.3b" (random_weights=True), or a model folder.
     resolution: (height, width) for the random presets.
     schedule: step allocation such as "4322222" (diagonal) or "4" (self_forcing / hierarchical);
               None takes the model's own (or 4322222 / 4).
+    sigmas: noise levels per step count: "diagonal" (the DD release's, default of mode diagonal), "uniform"
+            (Self-Forcing / HiAR's [1000, 750, 500, 250] warped, default of the other modes), or a dict
+            {steps: [sigma, ...]} (decreasing, in (0, 1]; the network's timestep is 1000 * sigma).
+    window_chunks, sink_chunks: the attention window, as the release: 1 sink chunk + 2 previous chunks + the
+            current one (12 latent frames). rope: "window" (positions relative to the window, for unbounded
+            streams) or "absolute" (chunk k at position k, the release's default inference).
     """
     parts = load_parts(name_or_path, device, dtype, random_weights, resolution)
     return generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,
-                                sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend)
+                                sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend, sigmas=sigmas, rope=rope)

@@ -1,24 +1,66 @@
-"""Step allocations ("4322222") and the timesteps each step count uses."""
+"""Step allocations ("4322222") and the noise levels each step count uses.
+
+Every list holds noise levels sigma in (0, 1] (x_t = (1 - sigma) x0 + sigma eps); the network's
+timestep input is 1000 * sigma. Storing sigma, not "schedule time", leaves no doubt about which
+entries went through the shift warp.
+
+- DIAGONAL (the released Diagonal Distillation, `pipeline/causal_inference.py`): only 1000 and 100
+  are warped by shift 5 (sigma 1.0 and 0.3571); 933 and 733 are raw network timesteps, which the
+  release's scheduler turns into the sigma of its nearest table entry (0.9331 and 0.7326). The
+  values below are those table entries. (The release feeds the network the integers 933 / 733 /
+  357 for chunks 0-1, a timestep input < 0.1 away from 1000 * sigma.) The paper names no 5-step
+  list for its "5432222" ablation; ours adds sigma 0.8333 (warped 500) between 0.9331 and 0.7326.
+- UNIFORM (Self-Forcing and HiAR, `self_forcing_dmd.yaml` / `hiar.yaml`): n evenly spaced schedule
+  times 1000, 1000 - 1000/n, ... each warped: 4 steps -> [1000, 750, 500, 250] -> sigma
+  [1.0, 0.9375, 0.8333, 0.625].
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# The released Diagonal Distillation implementation's timesteps (schedule time, before the shift warp).
-DEFAULT_TIMESTEPS = {
-    4: (1000, 933, 733, 100),
-    3: (1000, 933, 100),
-    2: (1000, 100),
-    1: (1000,),
+from .flow import shift_sigma
+
+
+def warped(t: float) -> float:
+    """Schedule time t in [0, 1000] -> sigma (the shift-5 warp)."""
+    return float(shift_sigma(t / 1000.0))
+
+
+DIAGONAL_SIGMAS = {
+    5: (1.0, 0.9330629, warped(500), 0.7326159, warped(100)),
+    4: (1.0, 0.9330629, 0.7326159, warped(100)),
+    3: (1.0, 0.9330629, warped(100)),
+    2: (1.0, warped(100)),
+    1: (1.0,),
 }
+UNIFORM_SIGMAS = {n: tuple(warped(1000 * (1 - i / n)) for i in range(n)) for n in range(1, 9)}
+SIGMA_SETS = {"diagonal": DIAGONAL_SIGMAS, "uniform": UNIFORM_SIGMAS}
+MODE_SIGMAS = {"diagonal": "diagonal", "self_forcing": "uniform", "hierarchical": "uniform"}   # defaults per mode
 EXTENSIONS = ("cyclic", "hold")
+
+
+def sigma_table(sigmas) -> dict:
+    """A set name ("diagonal" | "uniform"), or {steps: [sigma, ...]} merged over the diagonal set."""
+    if sigmas is None:
+        return dict(DIAGONAL_SIGMAS)
+    if isinstance(sigmas, str):
+        if sigmas not in SIGMA_SETS:
+            raise ValueError(f"unknown sigma set {sigmas!r}; expected one of {sorted(SIGMA_SETS)} "
+                             "or a dict {steps: [sigma, ...]}")
+        return dict(SIGMA_SETS[sigmas])
+    if not isinstance(sigmas, dict):
+        raise TypeError(f"sigmas must be a set name or a dict {{steps: [sigma, ...]}}, got {type(sigmas).__name__}")
+    merged = dict(DIAGONAL_SIGMAS)
+    merged.update({int(k): tuple(float(s) for s in v) for k, v in sigmas.items()})
+    return merged
 
 
 @dataclass(frozen=True)
 class StepSchedule:
     steps: tuple[int, ...]                  # denoising steps of chunk 0, 1, ... (e.g. 4,3,2,2,2,2,2)
     extend: str = "cyclic"                  # past the end: "cyclic" repeats the allocation, "hold" keeps the last
-    timesteps: dict = field(default_factory=lambda: dict(DEFAULT_TIMESTEPS))  # step count -> timestep list
+    sigmas: dict = field(default_factory=lambda: dict(DIAGONAL_SIGMAS))  # step count -> noise levels, decreasing
 
     def __post_init__(self):
         if not self.steps:
@@ -28,15 +70,16 @@ class StepSchedule:
         for n in set(self.steps):
             if n < 1:
                 raise ValueError(f"every chunk needs at least 1 step, got {n} in {self.steps}")
-            if n not in self.timesteps:
-                raise ValueError(f"no timestep list for {n} steps; give one with timesteps={{{n}: [...]}}")
-            ts = self.timesteps[n]
-            if len(ts) != n or any(a <= b for a, b in zip(ts, ts[1:])) or not all(0 < t <= 1000 for t in ts):
-                raise ValueError(f"timesteps for {n} steps must be {n} decreasing values in (0, 1000], got {ts}")
+            if n not in self.sigmas:
+                raise ValueError(f"no noise levels for {n} steps; give them with sigmas={{{n}: [1.0, ...]}}")
+            levels = self.sigmas[n]
+            if len(levels) != n or any(a <= b for a, b in zip(levels, levels[1:])) \
+                    or not all(0 < s <= 1 for s in levels):
+                raise ValueError(f"sigmas for {n} steps must be {n} decreasing noise levels in (0, 1], got {levels}")
 
     @classmethod
-    def parse(cls, spec, extend: str = "cyclic", timesteps: dict | None = None) -> StepSchedule:
-        """'4322222', [4, 3, 2], or a StepSchedule."""
+    def parse(cls, spec, extend: str = "cyclic", sigmas=None) -> StepSchedule:
+        """'4322222', [4, 3, 2], or a StepSchedule; sigmas: a set name or {steps: [sigma, ...]}."""
         if isinstance(spec, StepSchedule):
             return spec
         if isinstance(spec, str):
@@ -45,13 +88,7 @@ class StepSchedule:
             steps = tuple(int(c) for c in spec)
         else:
             steps = tuple(int(n) for n in spec)
-        merged = dict(DEFAULT_TIMESTEPS)
-        merged.update({int(k): tuple(v) for k, v in (timesteps or {}).items()})
-        return cls(steps, extend, merged)
-
-    @classmethod
-    def uniform(cls, n: int, **kw) -> StepSchedule:
-        return cls.parse([n], **kw)
+        return cls(steps, extend, sigma_table(sigmas))
 
     def steps_for(self, chunk: int) -> int:
         if chunk < len(self.steps):
@@ -60,8 +97,12 @@ class StepSchedule:
             return self.steps[-1]
         return self.steps[chunk % len(self.steps)]
 
-    def timesteps_for(self, chunk: int) -> tuple[int, ...]:
-        return tuple(self.timesteps[self.steps_for(chunk)])
+    def sigmas_for(self, chunk: int) -> tuple[float, ...]:
+        return tuple(self.sigmas[self.steps_for(chunk)])
+
+    def all_sigmas(self) -> tuple[float, ...]:
+        """Every noise level the schedule visits, decreasing (what the ODE pairs record)."""
+        return tuple(sorted({s for n in set(self.steps) for s in self.sigmas[n]}, reverse=True))
 
     def __str__(self) -> str:
         return "".join(map(str, self.steps))

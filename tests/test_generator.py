@@ -72,8 +72,10 @@ def test_hierarchical_emits_one_chunk_per_step_like_the_others():
     chunks = [gen.step(1) for _ in range(6)]
     assert [c.index for c in chunks] == list(range(6))
     assert all(c.frames.shape == (gen.frames_per_chunk, 64, 64, 3) for c in chunks)
-    # warm-up fills the 4-stage pipe (1+2+3+4 stage passes), then each chunk costs 4 stage passes
-    assert len(calls) == 10 + 5 * 4
+    # warm-up fills the 4-stage pipe (1+2+3+4 stage passes), then each chunk costs 4 stage passes; each stage
+    # also writes its previous chunk into its cache (one pass each, as the release's single-GPU pipeline)
+    assert len(calls) == (10 + 5 * 4) + (8 + 7 + 6 + 5)
+    assert [c.nfe for c in chunks[1:]] == [8] * 5
     assert gen.stats["chunks"] == 6
 
 
@@ -187,12 +189,47 @@ def test_flow_conversions_are_consistent():
 
 def test_schedule_parsing_and_errors():
     s = StepSchedule.parse("4322222")
-    assert s.timesteps_for(0) == (1000, 933, 733, 100) and s.timesteps_for(1) == (1000, 933, 100)
-    assert s.timesteps_for(2) == (1000, 100)
-    assert StepSchedule.parse("5", timesteps={5: [1000, 900, 700, 400, 100]}).steps_for(3) == 5
-    with pytest.raises(ValueError, match="no timestep list for 5 steps"):
-        StepSchedule.parse("5")
+    assert [len(s.sigmas_for(k)) for k in range(8)] == [4, 3, 2, 2, 2, 2, 2, 4]
+    assert s.sigmas_for(2) == pytest.approx((1.0, 0.357143), abs=1e-6)
+    assert len(StepSchedule.parse("5432222").sigmas_for(0)) == 5          # the paper's 5-step first chunk
+    assert StepSchedule.parse("4", sigmas="uniform").sigmas_for(0) == pytest.approx((1.0, 0.9375, 0.833333, 0.625),
+                                                                                    abs=1e-6)
+    assert StepSchedule.parse("6", sigmas={6: [1, .9, .8, .7, .5, .2]}).steps_for(3) == 6
+    with pytest.raises(ValueError, match="no noise levels for 9 steps"):
+        StepSchedule.parse("9")
     with pytest.raises(ValueError, match="string of digits"):
         StepSchedule.parse("4-3")
     with pytest.raises(ValueError, match="decreasing"):
-        StepSchedule.parse("2", timesteps={2: [100, 1000]})
+        StepSchedule.parse("2", sigmas={2: [0.1, 1.0]})
+    with pytest.raises(ValueError, match="unknown sigma set"):
+        StepSchedule.parse("2", sigmas="karras")
+
+
+def test_modes_default_to_their_releases_noise_levels_and_load_overrides_them():
+    assert streamvideo.load("tiny-random", mode="self_forcing").schedule.sigmas_for(0)[1] == pytest.approx(0.9375)
+    assert streamvideo.load("tiny-random", mode="diagonal").schedule.sigmas_for(0)[1] == pytest.approx(0.93306, 1e-4)
+    gen = streamvideo.load("tiny-random", mode="self_forcing", sigmas="diagonal")
+    assert gen.schedule.sigmas_for(0)[1] == pytest.approx(0.93306, 1e-4)
+    gen = streamvideo.load("tiny-random", mode="hierarchical", schedule="2", sigmas={2: [1.0, 0.5]})
+    assert gen.schedule.sigmas_for(0) == (1.0, 0.5)
+
+
+def test_bf16_forward_matches_fp32():
+    """bf16 runs end to end (the affine norm2 computes in fp32) and stays within 5 % of fp32 (relative RMS)."""
+    from streamvideo.model import CausalDiT
+    torch.manual_seed(0)
+    model = CausalDiT.from_preset("tiny").eval()
+    half = CausalDiT.from_preset("tiny").eval()
+    half.load_state_dict(model.state_dict())
+    half = half.to(torch.bfloat16)
+    x, t, text = torch.randn(2, 4, 6, 8, 8), torch.full((2,), 600.0), torch.randn(2, 5, 32)
+    with torch.no_grad():
+        ref = model(x, t, text)
+        out = half(x.bfloat16(), t, text.bfloat16()).float()
+    rel = float((out - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt())
+    assert rel < 0.05, rel
+    gen = streamvideo.load("tiny-random", dtype="bfloat16")
+    gen.reset(seed=0)
+    for action in (1, 2, 3, 4):                     # past the window: cache writes and reads in bf16
+        frames = gen.step(action).frames
+    assert frames.dtype == np.uint8 and frames.std() > 0
