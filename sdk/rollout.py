@@ -34,11 +34,13 @@ MODES = ("diagonal", "self_forcing", "hierarchical")
 class Conditioning:
     text: torch.Tensor                  # [B, L, text_dim]
     text_mask: torch.Tensor | None      # [B, L] bool
-    action: torch.Tensor | None         # [B, A] encoded action of this chunk, or None
+    action: torch.Tensor | None         # [B, A] encoded action of this chunk, [B, frames, A] per frame, or None
 
     def action_frames(self, frames: int) -> torch.Tensor | None:
-        """The chunk's action repeated for each latent frame: [B, frames, A]."""
-        return None if self.action is None else self.action[:, None].expand(-1, frames, -1)
+        """The chunk's action for each latent frame: [B, frames, A]."""
+        if self.action is None or self.action.ndim == 3:
+            return self.action
+        return self.action[:, None].expand(-1, frames, -1)
 
     def same_text(self, other: Conditioning) -> bool:
         return self.text is other.text or (torch.equal(self.text, other.text) and (

@@ -3,13 +3,12 @@ attention windows and more, with sinks on and off, batched streams with differen
 
 import pytest
 import torch
+from reference_rollout import HierarchicalReference, ReferenceCache, chunk_rollout
 
 import streamvideo
 from streamvideo import flow
 from streamvideo.rollout import NoiseSource
 from streamvideo.schedules import warped
-
-from reference_rollout import HierarchicalReference, ReferenceCache, chunk_rollout
 
 TOL = 1e-3   # fp32, same inputs: only summation order differs (a real difference is > 1e-2)
 

@@ -2,17 +2,19 @@
 
 Per generator step:
 1. Diagonal Forcing self-rollout: the student generates a clip chunk by chunk with the diagonal
-   schedule (chunk k runs `schedule.timesteps_for(k)`); a chunk's context for later chunks is the
-   input of its last denoising pass, still noisy (t = 100), exactly what the streaming KV cache
-   holds at inference. Gradients flow through one randomly chosen denoising step per chunk (Self
-   Forcing's exit step); the rest runs without grad. `--no-diagonal-forcing` writes clean outputs
-   instead (t = 0, the Self-Forcing baseline), `--kv-noise T_C` re-noises them to T_C.
-   The rollout is block-causal and recomputes the context K/V, which equals the cached K/V.
+   schedule (chunk k runs `schedule.sigmas_for(k)`) through the streaming KV cache with the
+   inference window (1 sink + 2 chunks): a chunk's cache entry is the K/V of its last denoising
+   pass, still noisy (sigma 0.357). A 7-chunk clip (as the release trains) evicts and uses the sink.
+   Gradients flow through one randomly chosen denoising step per chunk (Self Forcing's exit step);
+   the cached context is detached, as in SF and the DD release. `--no-diagonal-forcing` writes clean
+   outputs instead (t = 0, the Self-Forcing baseline), `--kv-noise T_C` re-noises them to T_C.
 2. Loss = 4 * DMD (real score = frozen teacher, fake score = critic) + ODE regression
           + gamma * (4 * flow-DMD + flow regression)                              (paper eq. 12)
    flow-DMD / flow regression compare `FlowFeatures` (conv on consecutive latent differences + MLP)
    of the student's output with an EMA target copy's features of the DMD target / the teacher's x0.
-3. `critic_steps` (5) critic updates: flow matching on the detached rollout (fresh noise and t each).
+3. `critic_steps` (5) critic updates: flow matching on the detached rollout (fresh noise and t each),
+   or on a fresh no-grad rollout each with `--fresh-critic-rollouts` (as the release does).
+The critic's learning rate defaults to 0.2x the generator's (the release: 4e-7 vs 2e-6).
 Writes `OUT/model/` (a model folder with the schedule, and `kv_noise` for the clean / t_c ablations).
 """
 
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from .. import flow
 from ..model import CausalDiT
 from ..presets import from_folder, save_model_folder
+from ..rollout import Conditioning, predict_x0, write_pass
 from ..schedules import StepSchedule
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, text_encoder
@@ -41,7 +44,7 @@ from .objectives import (
     frame_mask,
     masked_mse,
 )
-from .student import load_pairs, regression_loss
+from .student import CACHE_SIGMA, load_pairs, regression_loss
 
 LAMBDA_SPATIAL = 4.0   # weight of DMD (paper eq. 12)
 LAMBDA_FLOW = 4.0      # weight of flow-DMD
@@ -57,7 +60,10 @@ class Args(RunArgs):
     batch_size: int = arg(4, "clips per generator step")
     critic_steps: int = arg(5, "critic updates per generator update")
     lr: float = arg(5e-5, "generator AdamW learning rate")
-    critic_lr: float = arg(2e-4, "critic AdamW learning rate")
+    critic_lr: float | None = arg(None, "critic AdamW learning rate (default: 0.2 x --lr, the release's ratio)")
+    fresh_critic_rollouts: bool = arg(False, "a fresh no-grad rollout for every critic update (the release; slower)")
+    window_chunks: int = arg(2, "attention window of the rollout, in past chunks (as inference)")
+    sink_chunks: int = arg(1, "sink chunks of the rollout (as inference)")
     warmup: int = arg(10, "linear warm-up steps of both optimizers")
     schedule: str = arg("4322222", "diagonal step allocation of the rollout (and of the saved model)")
     no_diagonal_forcing: bool = arg(False, "ablation: clean KV context (t = 0) instead of the last noisy pass")
@@ -65,7 +71,7 @@ class Args(RunArgs):
     no_flow_loss: bool = arg(False, "ablation: drop the flow-DMD and flow regression terms")
     gamma: float = arg(1.0, "weight of the temporal (flow) terms")
     flow_ema: float = arg(0.99, "EMA decay of the flow-feature target")
-    ctx_t: float = arg(100.0, "schedule time of context chunks in the regression loss (as the student stage)")
+    ctx_sigma: float = arg(CACHE_SIGMA, "noise level of context chunks in the regression loss (as the student stage)")
     save_every: int = arg(20, "checkpoint every N steps")
     log_every: int = arg(1, "write a metrics line every N steps")
 
@@ -80,49 +86,44 @@ def add_arguments(parser) -> None:
     add_dataclass_arguments(parser, Args)
 
 
-def chunk_x0(student: CausalDiT, ctx_in: list, ctx_sigma: list, x, sigma: float, cond: ClipCond) -> torch.Tensor:
-    """x0 of chunk x [B, C, cf, h, w] at noise level sigma, block-causally after the context chunks."""
-    cf = x.shape[2]
-    inp = torch.cat([*ctx_in, x], dim=2)                                               # [B, C, (k+1)*cf, h, w]
-    sig = torch.cat([*ctx_sigma, torch.full((len(x), cf), sigma)], dim=1)             # [B, (k+1)*cf]
-    v = student(inp, flow.network_timestep(sig), cond.text, cond.text_mask, cond.action[:, :inp.shape[2]],
-                causal=True)[:, :, -cf:]
-    return flow.x0_from_velocity(x, v, sigma)
-
-
-def self_rollout(student: CausalDiT, x_ctx, has_ctx, cond: ClipCond, schedule: StepSchedule, kv_level):
-    """Generate a clip chunk by chunk; chunk 0 of has_ctx streams is the given context.
+def self_rollout(student: CausalDiT, x_ctx, has_ctx, cond: ClipCond, schedule: StepSchedule, kv_level, args: Args):
+    """Generate a clip chunk by chunk through the streaming cache; chunk 0 of has_ctx streams is the given context.
 
     x_ctx [B, C, F, h, w] (its first chunk is read); has_ctx [B] bool; kv_level None = Diagonal Forcing.
     returns x [B, C, F, h, w] with gradients through one exit step per chunk.
     """
+    batch, _, frames, h, w = x_ctx.shape
     cf = student.config.chunk_frames
-    ctx_in, ctx_sigma, outputs = [], [], []
-    keep_ctx = has_ctx[:, None, None, None, None]
-    for k in range(x_ctx.shape[2] // cf):
-        ts = schedule.timesteps_for(k)
-        exit_step = int(torch.randint(len(ts), ()))
-        x, out = torch.randn_like(x_ctx[:, :, :cf]), None
-        for i, t in enumerate(ts):
-            sigma = float(flow.sigma_of(t))
-            last_input = x
+    cache = student.make_cache(batch, h, w, window_chunks=args.window_chunks, sink_chunks=args.sink_chunks)
+    keep = has_ctx[:, None, None, None, None]
+
+    def noise(shape):
+        return torch.randn(batch, *shape)
+
+    outputs = []
+    for k in range(frames // cf):
+        chunk_cond = Conditioning(cond.text, cond.text_mask, cond.action[:, k * cf:(k + 1) * cf])
+        real = x_ctx[:, :, k * cf:(k + 1) * cf]
+        sigmas = schedule.sigmas_for(k)
+        exit_step = int(torch.randint(len(sigmas), ()))
+        x, out = noise(real.shape[1:]), None
+        for i, sigma in enumerate(sigmas):
+            write = i + 1 == len(sigmas) and kv_level is None
+            if write and k == 0:       # a context chunk is cached as inference writes known frames
+                x = torch.where(keep, flow.add_noise(real, noise(real.shape[1:]), sigma), x)
             with torch.set_grad_enabled(i == exit_step and torch.is_grad_enabled()):
-                x0 = chunk_x0(student, ctx_in, ctx_sigma, x, sigma, cond)
+                x0 = predict_x0(student, x, torch.full((batch,), sigma), chunk_cond, cache, write)
             if i == exit_step:
                 out = x0
-            if i + 1 < len(ts):
-                x = flow.add_noise(x0.detach(), torch.randn_like(x0), float(flow.sigma_of(ts[i + 1])))
-        real = x_ctx[:, :, k * cf:(k + 1) * cf]
+            if i + 1 < len(sigmas):
+                x = flow.add_noise(x0.detach(), noise(x0.shape[1:]), sigmas[i + 1])
         if k == 0:
-            out = torch.where(keep_ctx, real, out)
-        # the chunk's context entry: its last pass input (Diagonal Forcing), or its output re-noised to kv_level
-        level = float(flow.sigma_of(ts[-1] if kv_level is None else kv_level))
-        clean = torch.where(keep_ctx, real, x0.detach()) if k == 0 else x0.detach()
-        renoised = flow.add_noise(clean, torch.randn_like(clean), level)
-        entry = renoised if kv_level is not None else (torch.where(keep_ctx, renoised, last_input) if k == 0
-                                                      else last_input)
-        ctx_in.append(entry.detach())
-        ctx_sigma.append(torch.full((len(x), cf), level))
+            out = torch.where(keep, real, out)
+        if kv_level is not None:      # ablation: the clean output (or the real context) re-noised to t_c
+            clean = torch.where(keep, real, x0.detach()) if k == 0 else x0.detach()
+            with torch.no_grad():
+                write_pass(student, clean, flow.sigma_of(torch.full((batch,), float(kv_level))), chunk_cond, noise,
+                           cache)
         outputs.append(out)
     return torch.cat(outputs, dim=2)
 
@@ -136,12 +137,12 @@ def generator_losses(student, teacher, critic, flow_net, flow_target, pairs, idx
     tokens, mask = text.encode([pairs["prompts"][i] for i in pairs["prompt_id"][idx].tolist()])
     cond = ClipCond(tokens, mask, pairs["action"][idx])
     ctx = has_ctx[:, None] & (torch.arange(x_real.shape[2]) < cf)[None]            # [B, F]
-    x = self_rollout(student, x_real, has_ctx, cond, schedule, args.kv_level())
+    x = self_rollout(student, x_real, has_ctx, cond, schedule, args.kv_level(), args)
     weight = frame_mask(ctx, x)
     real_x0, fake_x0 = dmd_scores(teacher, critic, x, ctx, cond)
     target = dmd_target(x, real_x0, fake_x0, weight)
     losses = {"dmd": 0.5 * masked_mse(x, target, weight)}
-    losses["reg"], pred, x0_teacher = regression_loss(student, pairs, idx, text, args.ctx_t)
+    losses["reg"], pred, x0_teacher = regression_loss(student, pairs, idx, text, args.ctx_sigma)
     if not args.no_flow_loss:
         with torch.no_grad():
             target_feat, teacher_feat = flow_target(target), flow_target(x0_teacher)
@@ -149,7 +150,7 @@ def generator_losses(student, teacher, critic, flow_net, flow_target, pairs, idx
         losses["flow_reg"] = F.mse_loss(flow_net(pred), teacher_feat)
     losses["total"] = (LAMBDA_SPATIAL * losses["dmd"] + losses["reg"]
                        + args.gamma * (LAMBDA_FLOW * losses.get("flow_dmd", 0) + losses.get("flow_reg", 0)))
-    losses["sample"], losses["ctx"], losses["cond"] = x.detach(), ctx, cond
+    losses["sample"], losses["ctx"], losses["cond"], losses["has_ctx"] = x.detach(), ctx, cond, has_ctx
     return losses
 
 
@@ -167,14 +168,15 @@ def run(namespace) -> int:
     text = text_encoder()
     gen_params = list(student.parameters()) + list(flow_net.parameters())
     opt = torch.optim.AdamW(gen_params, lr=args.lr, weight_decay=0.01, betas=(0.0, 0.999))
-    critic_opt = torch.optim.AdamW(critic.parameters(), lr=args.critic_lr, weight_decay=0.01, betas=(0.0, 0.999))
+    critic_lr = 0.2 * args.lr if args.critic_lr is None else args.critic_lr
+    critic_opt = torch.optim.AdamW(critic.parameters(), lr=critic_lr, weight_decay=0.01, betas=(0.0, 0.999))
     run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
               modules={"student": student, "critic": critic, "flow": flow_net, "flow_target": flow_target},
               optimizers={"opt": opt, "critic_opt": critic_opt}, desc="distill")
     for step in run.steps(args.stop_after):
         scale = linear_warmup(step, args.warmup)
         set_lr(opt, args.lr * scale)
-        set_lr(critic_opt, args.critic_lr * scale)
+        set_lr(critic_opt, critic_lr * scale)
         idx = torch.randint(len(pairs["x0"]), (args.batch_size,))
         losses = generator_losses(student, teacher, critic, flow_net, flow_target, pairs, idx, text, args, schedule)
         opt.zero_grad(set_to_none=True)
@@ -183,7 +185,12 @@ def run(namespace) -> int:
         opt.step()
         ema_update(flow_target, flow_net, args.flow_ema)
         for _ in range(args.critic_steps):
-            critic_loss = flow_matching_loss(critic, losses["sample"], losses["ctx"], losses["cond"])
+            sample = losses["sample"]
+            if args.fresh_critic_rollouts:
+                with torch.no_grad():
+                    sample = self_rollout(student, pairs["x0"][idx], losses["has_ctx"], losses["cond"], schedule,
+                                          kv_level, args)
+            critic_loss = flow_matching_loss(critic, sample, losses["ctx"], losses["cond"])
             critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)

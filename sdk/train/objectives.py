@@ -68,21 +68,19 @@ def flow_matching_loss(model: CausalDiT, x0, ctx, cond: ClipCond, sigma=None, ca
 def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record=()):
     """The teacher's many-step Euler sampler over whole clips, context frames held clean.
 
-    x0_ctx [B, C, F, h, w] (only its context frames are read); ctx [B, F] bool; record: schedule
-    times at which to keep the state (they are added to the grid).
-    returns (x0 [B, C, F, h, w], {t: x_t} for the recorded times).
+    x0_ctx [B, C, F, h, w] (only its context frames are read); ctx [B, F] bool; record: noise levels sigma
+    at which to keep the state (they are added to the grid of `steps` shift-warped levels).
+    returns (x0 [B, C, F, h, w], {sigma: x_sigma} for the recorded levels).
     """
-    grid = sorted({round(1000 * (1 - i / steps), 3) for i in range(steps + 1)} | {float(t) for t in record},
-                  reverse=True)
+    uniform = {round(float(flow.shift_sigma(1 - i / steps)), 7) for i in range(steps + 1)}
+    grid = sorted(uniform | {float(s) for s in record}, reverse=True)
     weight = frame_mask(ctx, x0_ctx)
     x = torch.randn_like(x0_ctx) * weight + x0_ctx * (1 - weight)
     states = {}
-    for t_now, t_next in zip(grid[:-1], grid[1:]):
-        if t_now in record:
-            states[t_now] = x.clone()
-        s_now, s_next = float(flow.sigma_of(t_now)), float(flow.sigma_of(t_next))
-        sigma = torch.where(ctx, 0.0, s_now)
-        v = velocity(model, x, sigma, cond)
+    for s_now, s_next in zip(grid[:-1], grid[1:]):
+        if s_now in record:
+            states[s_now] = x.clone()
+        v = velocity(model, x, torch.where(ctx, 0.0, s_now), cond)
         x = x + (s_next - s_now) * v * weight
     return x, states
 

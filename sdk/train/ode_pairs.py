@@ -1,8 +1,8 @@
 """Stage 3, `streamvideo train ode-pairs`: teacher ODE trajectories at the student's timesteps.
 
 Each pair: a data clip's first chunk as clean context (or, with probability 1 - ctx_prob, none),
-its actions and prompt; the teacher's Euler trajectory from noise, kept at the student's
-timesteps (the union of the diagonal schedule's lists: 1000, 933, 733, 100), and its end point x0.
+its actions and prompt; the teacher's Euler trajectory from noise, kept at the noise levels the
+student's schedule visits (for 4322222: sigma 1.0, 0.9331, 0.7326, 0.3571), and its end point x0.
 One step = one batch of pairs; the pairs fill a buffer that is checkpointed like a model, so a
 killed run resumes where it stopped. Writes `OUT/pairs.pt`.
 """
@@ -16,13 +16,12 @@ import torch
 import torch.nn as nn
 
 from ..presets import GAME_ACTIONS, from_folder
-from ..schedules import DEFAULT_TIMESTEPS
+from ..schedules import StepSchedule
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace
 from .data import cached_latent_clips, noop_context, text_encoder
 from .objectives import ClipCond, ode_sample
 
 PAIRS = "pairs.pt"
-STUDENT_TIMESTEPS = tuple(sorted({t for ts in DEFAULT_TIMESTEPS.values() for t in ts}, reverse=True))
 
 
 @dataclass
@@ -31,7 +30,8 @@ class Args(RunArgs):
     codec: str = arg("runs/codec", "the teacher's --codec (a codec folder holding the latent cache, or pixel:P)")
     teacher: str = arg("runs/teacher/model", "teacher model folder")
     out: str = arg("runs/ode-pairs", "output folder (checkpoint, metrics, pairs.pt)")
-    clip_chunks: int = arg(4, "chunks per clip (as the teacher was trained)")
+    clip_chunks: int = arg(7, "chunks per clip: 7 lets distillation evict and use the sink (as the release)")
+    schedule: str = arg("4322222", "the student's step allocation: its noise levels are recorded")
     pairs: int = arg(512, "number of pairs")
     batch_size: int = arg(16, "pairs per step")
     ctx_prob: float = arg(0.75, "probability that a pair starts from a clean context chunk")
@@ -42,10 +42,10 @@ class Args(RunArgs):
 class PairBuffer(nn.Module):
     """Preallocated pair tensors as buffers, so Run checkpoints them with the step."""
 
-    def __init__(self, n: int, latent_shape, action_dim: int, timesteps: int):
+    def __init__(self, n: int, latent_shape, action_dim: int, levels: int):
         super().__init__()
         self.register_buffer("x0", torch.zeros(n, *latent_shape))                 # teacher end points
-        self.register_buffer("xt", torch.zeros(n, timesteps, *latent_shape))      # states at STUDENT_TIMESTEPS
+        self.register_buffer("xt", torch.zeros(n, levels, *latent_shape))         # states at the student's sigmas
         self.register_buffer("action", torch.zeros(n, latent_shape[1], action_dim))
         self.register_buffer("prompt_id", torch.zeros(n, dtype=torch.long))
         self.register_buffer("has_ctx", torch.zeros(n, dtype=torch.bool))
@@ -65,7 +65,8 @@ def run(namespace) -> int:
     cf = teacher.config.chunk_frames
     clips = cached_latent_clips(args.codec, args.data, args.clip_chunks * cf * codec.temporal_factor)
     text = text_encoder()
-    buffer = PairBuffer(args.pairs, clips.latents.shape[1:], clips.actions.shape[-1], len(STUDENT_TIMESTEPS))
+    sigmas = StepSchedule.parse(args.schedule).all_sigmas()
+    buffer = PairBuffer(args.pairs, clips.latents.shape[1:], clips.actions.shape[-1], len(sigmas))
     steps = -(-args.pairs // args.batch_size)
     run = Run(args.out, args, seed=args.seed, total_steps=steps, save_every=args.save_every,
               modules={"pairs": buffer}, optimizers={}, desc="ode-pairs")
@@ -78,13 +79,13 @@ def run(namespace) -> int:
         action = noop_context(clips.actions[idx], has_ctx, cf, GAME_ACTIONS)
         tokens, mask = text.encode([clips.prompts[i] for i in clips.prompt_ids[idx].tolist()])
         x0, states = ode_sample(teacher, clips.latents[idx].float(), ctx, ClipCond(tokens, mask, action),
-                                args.sample_steps, record=STUDENT_TIMESTEPS)
+                                args.sample_steps, record=sigmas)
         buffer.x0[lo:hi] = x0
-        buffer.xt[lo:hi] = torch.stack([states[float(t)] for t in STUDENT_TIMESTEPS], 1)
+        buffer.xt[lo:hi] = torch.stack([states[s] for s in sigmas], 1)
         buffer.action[lo:hi], buffer.prompt_id[lo:hi], buffer.has_ctx[lo:hi] = action, clips.prompt_ids[idx], has_ctx
         run.log(x0_rms=x0.pow(2).mean().sqrt().item())
     if run.finished:
         torch.save({**buffer.state_dict(), "prompts": clips.prompts,
-                    "timesteps": STUDENT_TIMESTEPS, "chunk_frames": cf}, Path(args.out) / PAIRS)
+                    "sigmas": sigmas, "chunk_frames": cf}, Path(args.out) / PAIRS)
         print(f"ode pairs -> {Path(args.out) / PAIRS}")
     return 0

@@ -1,9 +1,9 @@
 """Stage 4, `streamvideo train student`: the causal student's init (CausVid-style ODE regression).
 
 The student starts from the teacher's weights and runs block-causally (each chunk sees its own and
-earlier chunks). Every chunk of an ODE pair is fed at one of the student's timesteps, drawn per
+earlier chunks). Every chunk of an ODE pair is fed at one of the student's noise levels, drawn per
 chunk, and the student regresses the teacher's x0. A context chunk is fed as the generator writes
-it at inference (re-noised to `ctx_t`, 100 = the diagonal schedule's last timestep) and not scored.
+it at inference (re-noised to `ctx_sigma`, the diagonal schedule's last level) and not scored.
 Writes `OUT/model/` (a model folder with the default schedule).
 """
 
@@ -16,9 +16,12 @@ import torch
 
 from .. import flow
 from ..presets import from_folder, save_model_folder
+from ..schedules import DIAGONAL_SIGMAS
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, text_encoder
 from .objectives import ClipCond, frame_mask, masked_mse, predict_x0
+
+CACHE_SIGMA = DIAGONAL_SIGMAS[2][-1]    # 0.3571: the level of diagonal mode's cache entries (warped t = 100)
 
 
 @dataclass
@@ -30,7 +33,7 @@ class Args(RunArgs):
     batch_size: int = arg(8, "pairs per step")
     lr: float = arg(2e-4, "AdamW learning rate")
     warmup: int = arg(20, "linear warm-up steps")
-    ctx_t: float = arg(100.0, "schedule time the context chunk is re-noised to (the generator's write level)")
+    ctx_sigma: float = arg(CACHE_SIGMA, "noise level the context chunk is re-noised to (the generator's write level)")
     schedule: str = arg("4322222", "step allocation stored in the model folder")
     save_every: int = arg(50, "checkpoint every N steps")
     log_every: int = arg(10, "write a metrics line every N steps")
@@ -47,7 +50,7 @@ def load_pairs(path) -> dict:
     return torch.load(path, weights_only=False)
 
 
-def pair_batch(pairs: dict, idx: torch.Tensor, text, ctx_t: float):
+def pair_batch(pairs: dict, idx: torch.Tensor, text, ctx_sigma: float):
     """A batch of ODE pairs as block-causal student inputs.
 
     returns (xt [B, C, F, h, w], sigma [B, F], x0 target, ctx [B, F] bool, ClipCond).
@@ -58,9 +61,8 @@ def pair_batch(pairs: dict, idx: torch.Tensor, text, ctx_t: float):
     chunk = torch.arange(frames) // cf                                                  # [F]
     pick = torch.randint(n_t, (batch, frames // cf))[:, chunk]                          # [B, F] timestep per chunk
     xt = xt_all.gather(1, pick[:, None, None, :, None, None].expand(-1, 1, *xt_all.shape[2:]).contiguous())[:, 0]
-    sigma = flow.sigma_of(torch.tensor(pairs["timesteps"], dtype=torch.float32))[pick]  # [B, F]
+    sigma = torch.tensor(pairs["sigmas"], dtype=torch.float32)[pick]                   # [B, F]
     ctx = has_ctx[:, None] & (chunk < 1)[None]                                          # [B, F]
-    ctx_sigma = float(flow.sigma_of(ctx_t))
     ctx_xt = flow.add_noise(x0, torch.randn_like(x0), ctx_sigma)
     xt = torch.where(ctx[:, None, :, None, None], ctx_xt, xt)
     sigma = torch.where(ctx, ctx_sigma, sigma)
@@ -68,9 +70,9 @@ def pair_batch(pairs: dict, idx: torch.Tensor, text, ctx_t: float):
     return xt, sigma, x0, ctx, ClipCond(tokens, mask, pairs["action"][idx])
 
 
-def regression_loss(student, pairs: dict, idx, text, ctx_t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def regression_loss(student, pairs: dict, idx, text, ctx_sigma: float) -> tuple[torch.Tensor, ...]:
     """Block-causal x0 regression on ODE pairs -> (loss, student x0 [B, C, F, h, w], teacher x0)."""
-    xt, sigma, x0, ctx, cond = pair_batch(pairs, idx, text, ctx_t)
+    xt, sigma, x0, ctx, cond = pair_batch(pairs, idx, text, ctx_sigma)
     pred = predict_x0(student, xt, sigma, cond, causal=True)
     return masked_mse(pred, x0, frame_mask(ctx, x0)), pred, x0
 
@@ -86,7 +88,7 @@ def run(namespace) -> int:
               modules={"student": student}, optimizers={"opt": opt}, desc="student")
     for step in run.steps(args.stop_after):
         idx = torch.randint(len(pairs["x0"]), (args.batch_size,))
-        loss, _, _ = regression_loss(student, pairs, idx, text, args.ctx_t)
+        loss, _, _ = regression_loss(student, pairs, idx, text, args.ctx_sigma)
         set_lr(opt, args.lr * linear_warmup(step, args.warmup))
         opt.zero_grad(set_to_none=True)
         loss.backward()
