@@ -31,7 +31,8 @@ def add_arguments(p) -> None:
     p.add_argument("--modes", default="diagonal,self_forcing,hierarchical", help="comma-separated rollout modes")
     p.add_argument("--chunks", type=int, default=20, help="measured chunks per mode (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up chunks per mode (default 3)")
-    p.add_argument("--window", type=int, default=4, help="KV window in chunks (default 4)")
+    p.add_argument("--window", type=int, default=2, help="past chunks in the attention window (default 2, the release)")
+    p.add_argument("--sinks", type=int, default=1, help="attention-sink chunks (default 1, the release)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 on cuda, fp32 on cpu)")
     p.add_argument("--fuse-qkv", action="store_true", help="one q|k|v matmul per self-attention")
@@ -117,7 +118,8 @@ def run(args) -> int:
     rows = []
     for mode in modes:
         schedule = args.schedule if mode == "diagonal" else str(args.uniform_steps)
-        gen = generator_from_parts(parts, mode, schedule, window_chunks=args.window, static_cache=args.static_cache)
+        gen = generator_from_parts(parts, mode, schedule, window_chunks=args.window, sink_chunks=args.sinks,
+                                   static_cache=args.static_cache)
         rows.append({"mode": mode, "schedule": schedule, **measure(gen, args.chunks, args.warmup, args.seed)})
         del gen
     env = environment(device, dtype)

@@ -105,8 +105,8 @@ def test_dmd_and_flow_gradients_reach_the_right_parameters():
     n, frames = 2, 15          # 5 chunks: the rollout's window (1 sink + 2) evicts chunk 1 at chunk 4
     pairs = {"x0": torch.randn(n, 4, frames, 4, 4), "xt": torch.randn(n, 4, 4, frames, 4, 4),
              "action": torch.eye(6)[torch.randint(6, (n, frames))], "prompt_id": torch.zeros(n, dtype=torch.long),
-             "has_ctx": torch.tensor([True, False]), "prompts": ["a red knight"], "sigmas": (1.0, 0.9331, 0.7326, 0.3571),
-             "chunk_frames": 3}
+             "has_ctx": torch.tensor([True, False]), "prompts": ["a red knight"],
+             "sigmas": (1.0, 0.9331, 0.7326, 0.3571), "chunk_frames": 3}
     losses = generator_losses(student, teacher, critic, flow_net, ema_copy(flow_net), pairs, torch.arange(n),
                               text_encoder(), DistillArgs(), StepSchedule.parse("4322222"))
     losses["dmd"].backward(retain_graph=True)
