@@ -27,7 +27,7 @@ class Args(RunArgs):
     out: str = arg("runs/teacher", "output folder (checkpoint, metrics, model/)")
     steps: int = arg(1500, "optimizer steps")
     batch_size: int = arg(8, "clips per step")
-    clip_chunks: int = arg(4, "chunks per training clip")
+    clip_chunks: int = arg(7, "chunks per training clip (7, as the ODE pairs and distillation rollouts)")
     chunk_frames: int = arg(3, "latent frames per chunk")
     ctx_prob: float = arg(0.75, "probability that a clip's first chunk is clean context")
     heads: int = arg(4, "attention heads")
