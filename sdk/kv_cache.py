@@ -94,12 +94,13 @@ class KVCache:
         """[B, N_slots] chunk index of every slot `read` returns (-1 = empty)."""
         return self.slot_chunk if self.static else self.slot_chunk[:, :self.filled_slots()]
 
-    def read(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Un-roped keys and values of the slots in `key_chunks()`: k, v [B, N_slots * tokens, heads, head_dim].
+    def read(self, layer: int, n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-roped keys and values of the first `n_slots` slots (those `key_chunks()` named when the pass
+        began): k, v [B, n_slots * tokens, heads, head_dim].
 
         Views into the storage: callers must be done with them before `write` changes the storage.
         """
-        n_tok = self.k.shape[2] if self.static else self.filled_slots() * self.tokens_per_chunk
+        n_tok = n_slots * self.tokens_per_chunk
         return self.k[layer, :, :n_tok], self.v[layer, :, :n_tok]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:

@@ -222,11 +222,13 @@ class Attention(nn.Module):
 class StreamContext:
     """What a forward pass needs to know about attention: positions, masks, cache."""
 
-    def __init__(self, rope, self_mask, cache: KVCache | None = None, cache_rope=None, write_tokens: int = 0):
+    def __init__(self, rope, self_mask, cache: KVCache | None = None, cache_rope=None, cache_slots: int = 0,
+                 write_tokens: int = 0):
         self.rope = rope                  # (cos, sin) for the input tokens
         self.self_mask = self_mask        # bool mask over the keys ([cache keys |] input keys), None = all visible
         self.cache = cache
         self.cache_rope = cache_rope      # (cos, sin) for the cached keys
+        self.cache_slots = cache_slots    # cache slots every layer reads (fixed when the pass begins)
         self.write_tokens = write_tokens  # leading input tokens whose K/V go into the cache
 
 
@@ -250,7 +252,7 @@ class WanBlock(nn.Module):
         q = apply_rope(q, *ctx.rope)
         if ctx.cache is None:
             return self.attn1.attend(q, k_rot, v, ctx.self_mask)
-        k_old, v_old = ctx.cache.read(layer)
+        k_old, v_old = ctx.cache.read(layer, ctx.cache_slots)
         # join before writing: the write may land in a slot the read views (the ring's oldest chunk)
         keys = torch.cat([apply_rope(k_old, *ctx.cache_rope), k_rot], dim=1)
         values = torch.cat([v_old, v], dim=1)
@@ -393,4 +395,5 @@ class CausalDiT(nn.Module):
         mask = None
         if cache.static or not bool(sees.all()):
             mask = sees.repeat_interleave(tok, 1).repeat_interleave(tok, 2)[:, None]          # [B, 1, N, M]
-        return StreamContext(chunk_rope(in_chunks), mask, cache, chunk_rope(key_chunks), write_chunks * tok)
+        return StreamContext(chunk_rope(in_chunks), mask, cache, chunk_rope(key_chunks), key_chunks.shape[1],
+                             write_chunks * tok)

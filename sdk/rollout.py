@@ -42,10 +42,6 @@ class Conditioning:
             return self.action
         return self.action[:, None].expand(-1, frames, -1)
 
-    def same_text(self, other: Conditioning) -> bool:
-        return self.text is other.text or (torch.equal(self.text, other.text) and (
-            self.text_mask is other.text_mask or torch.equal(self.text_mask, other.text_mask)))
-
 
 class NoiseSource:
     """Per-stream seeded Gaussian noise: a stream's noise does not depend on its batch neighbours."""
@@ -120,7 +116,7 @@ class ChunkRollout:
         plans = [self.schedule.sigmas_for(k) for k in chunk]
         n_pass = max(len(p) for p in plans)
         # streams with fewer steps idle in the first passes, so every stream's last pass is the same one
-        padded = [(p[0],) * (n_pass - len(p)) + p + (0.0,) for p in plans]
+        padded = [(p[0],) * (n_pass - len(p)) + p for p in plans]
         x = noise(self.latent_shape)
         x0 = x
         for i in range(n_pass):

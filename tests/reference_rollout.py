@@ -34,7 +34,8 @@ class ListCache:
     def key_chunks(self):
         return torch.tensor([self.chunks], dtype=torch.long).reshape(1, -1)
 
-    def read(self, layer):
+    def read(self, layer, n_slots):
+        assert n_slots == len(self.chunks)
         ks = [self.kv[c][layer][0] for c in self.chunks] or [self.empty]
         vs = [self.kv[c][layer][1] for c in self.chunks] or [self.empty]
         return torch.cat(ks, 1), torch.cat(vs, 1)
