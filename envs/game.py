@@ -42,6 +42,7 @@ class GameConfig:
     critters: int = 12              # wandering animals in the whole world
     dead_zone: float = 0.25         # camera scrolls when the avatar is this fraction of a screen from an edge
     turn_probability: float = 0.06  # chance per frame that a critter picks a new direction (or stops)
+    themes: tuple[int, ...] | None = None  # theme indices reset() draws from; None: all N_THEMES
 
     def __post_init__(self):
         if self.size < 32 or self.size % 8:
@@ -52,6 +53,10 @@ class GameConfig:
             raise ValueError(f"speed must be in [1, {self.size // 4}] pixels per frame, got {self.speed!r}")
         if not 0 <= self.dead_zone < 0.5:
             raise ValueError(f"dead_zone must be in [0, 0.5), got {self.dead_zone!r}")
+        if self.themes is not None:
+            object.__setattr__(self, "themes", tuple(self.themes))  # a JSON list from --env-arg is fine
+            if not self.themes or not all(isinstance(t, int) and 0 <= t < N_THEMES for t in self.themes):
+                raise ValueError(f"themes must be a non-empty list of ints in [0, {N_THEMES}), got {self.themes!r}")
 
     @property
     def tile(self) -> int:
@@ -106,7 +111,10 @@ class StreamVideoGameEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; the only option is 'theme' (int or None)")
         index = options.get("theme")
-        self.theme = theme(self.np_random.integers(N_THEMES) if index is None else index)
+        if index is None:
+            pool = self.config.themes or range(N_THEMES)
+            index = int(pool[self.np_random.integers(len(pool))])
+        self.theme = theme(index)
         self.prompt = self.theme.prompt
         self._build_episode()
         self._frame = self._render_frame()

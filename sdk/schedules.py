@@ -12,7 +12,8 @@ entries went through the shift warp.
   list for its "5432222" ablation; ours adds sigma 0.8333 (warped 500) between 0.9331 and 0.7326.
 - UNIFORM (Self-Forcing and HiAR, `self_forcing_dmd.yaml` / `hiar.yaml`): n evenly spaced schedule
   times 1000, 1000 - 1000/n, ... each warped: 4 steps -> [1000, 750, 500, 250] -> sigma
-  [1.0, 0.9375, 0.8333, 0.625].
+  [1.0, 0.9375, 0.8333, 0.625]. Step counts a named set lacks (a many-step teacher's [32]) take the
+  uniform list, so any count up to MAX_STEPS works in every mode.
 """
 
 from __future__ import annotations
@@ -34,24 +35,26 @@ DIAGONAL_SIGMAS = {
     2: (1.0, warped(100)),
     1: (1.0,),
 }
-UNIFORM_SIGMAS = {n: tuple(warped(1000 * (1 - i / n)) for i in range(n)) for n in range(1, 9)}
+MAX_STEPS = 64
+UNIFORM_SIGMAS = {n: tuple(warped(1000 * (1 - i / n)) for i in range(n)) for n in range(1, MAX_STEPS + 1)}
 SIGMA_SETS = {"diagonal": DIAGONAL_SIGMAS, "uniform": UNIFORM_SIGMAS}
 MODE_SIGMAS = {"diagonal": "diagonal", "self_forcing": "uniform", "hierarchical": "uniform"}   # defaults per mode
 EXTENSIONS = ("cyclic", "hold")
 
 
 def sigma_table(sigmas) -> dict:
-    """A set name ("diagonal" | "uniform"), or {steps: [sigma, ...]} merged over the diagonal set."""
+    """A set name ("diagonal" | "uniform"), or {steps: [sigma, ...]} merged over the diagonal set; counts
+    the set lacks fall back to the uniform lists."""
     if sigmas is None:
-        return dict(DIAGONAL_SIGMAS)
+        return {**UNIFORM_SIGMAS, **DIAGONAL_SIGMAS}
     if isinstance(sigmas, str):
         if sigmas not in SIGMA_SETS:
             raise ValueError(f"unknown sigma set {sigmas!r}; expected one of {sorted(SIGMA_SETS)} "
                              "or a dict {steps: [sigma, ...]}")
-        return dict(SIGMA_SETS[sigmas])
+        return {**UNIFORM_SIGMAS, **SIGMA_SETS[sigmas]}
     if not isinstance(sigmas, dict):
         raise TypeError(f"sigmas must be a set name or a dict {{steps: [sigma, ...]}}, got {type(sigmas).__name__}")
-    merged = dict(DIAGONAL_SIGMAS)
+    merged = {**UNIFORM_SIGMAS, **DIAGONAL_SIGMAS}
     merged.update({int(k): tuple(float(s) for s in v) for k, v in sigmas.items()})
     return merged
 
@@ -60,7 +63,7 @@ def sigma_table(sigmas) -> dict:
 class StepSchedule:
     steps: tuple[int, ...]                  # denoising steps of chunk 0, 1, ... (e.g. 4,3,2,2,2,2,2)
     extend: str = "cyclic"                  # past the end: "cyclic" repeats the allocation, "hold" keeps the last
-    sigmas: dict = field(default_factory=lambda: dict(DIAGONAL_SIGMAS))  # step count -> noise levels, decreasing
+    sigmas: dict = field(default_factory=lambda: sigma_table(None))   # step count -> noise levels, decreasing
 
     def __post_init__(self):
         if not self.steps:

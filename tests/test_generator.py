@@ -14,7 +14,7 @@ from streamvideo.flow import (
     velocity,
     x0_from_velocity,
 )
-from streamvideo.schedules import StepSchedule
+from streamvideo.schedules import UNIFORM_SIGMAS, StepSchedule
 
 
 def count_forwards(gen):
@@ -195,8 +195,9 @@ def test_schedule_parsing_and_errors():
     assert StepSchedule.parse("4", sigmas="uniform").sigmas_for(0) == pytest.approx((1.0, 0.9375, 0.833333, 0.625),
                                                                                     abs=1e-6)
     assert StepSchedule.parse("6", sigmas={6: [1, .9, .8, .7, .5, .2]}).steps_for(3) == 6
-    with pytest.raises(ValueError, match="no noise levels for 9 steps"):
-        StepSchedule.parse("9")
+    assert StepSchedule.parse([32]).sigmas_for(5) == pytest.approx(UNIFORM_SIGMAS[32])   # a many-step teacher
+    with pytest.raises(ValueError, match="no noise levels for 65 steps"):
+        StepSchedule.parse([65])
     with pytest.raises(ValueError, match="string of digits"):
         StepSchedule.parse("4-3")
     with pytest.raises(ValueError, match="decreasing"):
