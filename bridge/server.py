@@ -435,11 +435,12 @@ class SharedModels:
         self._parts: dict[tuple, tuple] = {}
 
     def __call__(self, name: str, device=None, **settings):
-        from streamvideo.presets import generator_from_parts, load_parts
+        from streamvideo.presets import generator_from_parts, load_parts, trained_prompts
         key = (name, str(device))
         if key not in self._parts:
-            self._parts[key] = load_parts(name, device=device)
-        return generator_from_parts(self._parts[key], **settings)
+            self._parts[key] = load_parts(name, device=device), trained_prompts(name)
+        parts, prompts = self._parts[key]
+        return generator_from_parts(parts, trained_prompts=prompts, **settings)
 
 
 def _common_options(sock: zmq.Socket, heartbeat_ms: int) -> None:

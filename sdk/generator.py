@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ from .codecs import Codec
 from .model import CausalDiT
 from .rollout import MODES, ChunkRollout, Conditioning, HierarchicalRollout, NoiseSource
 from .schedules import MODE_SIGMAS, StepSchedule
-from .text import TextEncoder
+from .text import TextEncoder, unknown_words, vocabulary
 
 
 @dataclass
@@ -40,7 +41,7 @@ class StreamGenerator:
                  mode: str = "diagonal", schedule="4322222", batch_size: int = 1, fps: float = 16.0,
                  window_chunks: int = 2, sink_chunks: int = 1, kv_noise: float | None = None,
                  default_prompt: str = "", extend: str = "cyclic", static_cache: bool = False, sigmas=None,
-                 rope: str = "window"):
+                 rope: str = "window", trained_prompts: list[str] | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         if batch_size < 1:
@@ -51,6 +52,10 @@ class StreamGenerator:
         self.schedule = StepSchedule.parse(schedule, extend=extend,
                                            sigmas=MODE_SIGMAS[mode] if sigmas is None else sigmas)
         self.default_prompt = default_prompt
+        # a hash-encoded model responds only to words it was trained on: warn once per prompt about the others
+        self.trained_prompts = list(trained_prompts or [])
+        self.known_words = set(vocabulary(self.trained_prompts))
+        self.checked_prompts: set[str] = set()
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         cfg = model.config
@@ -130,11 +135,30 @@ class StreamGenerator:
             with torch.inference_mode():
                 self.rollout.recache(self.conditioning([self.action_spec.noop()]))
 
-    @staticmethod
-    def check_prompt(prompt) -> str:
+    def example_prompts(self) -> list[str]:
+        """The prompts the model was trained on (empty when its folder does not record them)."""
+        return list(self.trained_prompts)
+
+    def vocabulary(self) -> list[str]:
+        """Sorted words of the trained prompts: the only words that steer a hash-encoded model."""
+        return sorted(self.known_words)
+
+    def check_prompt(self, prompt) -> str:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
+        self.warn_unknown_words(prompt)
         return prompt
+
+    def warn_unknown_words(self, prompt: str) -> None:
+        """Warn (once per distinct prompt) about words outside the vocabulary; silent when it is unknown."""
+        if not self.known_words or prompt in self.checked_prompts:
+            return
+        self.checked_prompts.add(prompt)
+        unknown = unknown_words(prompt, self.known_words)
+        if unknown:
+            # stacklevel 4: warn_unknown_words <- check_prompt <- reset / set_prompt <- the caller
+            warnings.warn(f"prompt words not in the model's vocabulary: {', '.join(map(repr, unknown))} "
+                          f"(they do not steer this model; see gen.example_prompts())", stacklevel=4)
 
     # ----------------------------------------------------------------------- generation
 

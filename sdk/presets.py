@@ -1,8 +1,8 @@
 """`streamvideo.load`: a StreamGenerator from a preset name or a model folder.
 
-A model folder (what `streamvideo train` writes, and what ships as "default") holds
-`streamvideo.json` (architecture, codec, text encoder, latent size, fps, schedule, prompt) and
-safetensors weights: `model.safetensors`, `codec.safetensors`, optionally `text.safetensors`.
+A model folder (what `streamvideo train` writes, and what ships as "default") holds `streamvideo.json`
+(architecture, codec, text encoder, latent size, fps, schedule, default prompt, the prompts it was trained
+on) and safetensors weights: `model.safetensors`, `codec.safetensors`, optionally `text.safetensors`.
 """
 
 from __future__ import annotations
@@ -96,13 +96,20 @@ def text_encoder_from_meta(spec: dict, folder: Path) -> TextEncoder:
 
 
 def save_model_folder(folder, model: CausalDiT, codec, text: dict, latent_hw, fps: float, prompt: str = "",
-                      schedule: str | None = None, extra: dict | None = None) -> Path:
-    """Write a model folder that `streamvideo.load(folder)` reads back."""
+                      schedule: str | None = None, extra: dict | None = None, prompts: list[str] | None = None) -> Path:
+    """Write a model folder that `streamvideo.load(folder)` reads back.
+
+    prompts: the prompts the model was trained on; the generator offers them as `example_prompts()` and
+    warns about prompt words outside them.
+    """
     from safetensors.torch import save_file
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts or []):
+        raise TypeError(f"prompts must be a list of str, got {prompts!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"model": model.config.to_dict(), "codec": codec.config(), "text": text, "latent_hw": list(latent_hw),
-            "fps": fps, "prompt": prompt, "schedule": schedule, **(extra or {})}
+            "fps": fps, "prompt": prompt, "prompts": None if prompts is None else list(prompts),
+            "schedule": schedule, **(extra or {})}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     codec_state = codec.state_dict()
     if codec_state:
@@ -124,11 +131,26 @@ def load_parts(name_or_path="default", device=None, dtype=None, random_weights: 
             raise ValueError("weights for wan2.1-1.3b are not shipped: pass a diffusers Wan2.1 folder as the path, "
                              "or random_weights=True to measure speed on the full-size architecture")
         return (*wan_random(device, dtype, resolution), None)
+    return from_folder(find_folder(name), device, dtype)
+
+
+def find_folder(name: str) -> Path:
+    """The model folder a name refers to: a shipped model's, or a path holding streamvideo.json."""
     for folder in (PACKAGE_WEIGHTS / name, Path(name)):
         if (folder / MODEL_FILE).exists():
-            return from_folder(folder, device, dtype)
+            return folder
     raise ValueError(f"no model {name!r}: expected a preset ({', '.join(preset_names())}) or a folder "
                      f"containing {MODEL_FILE}")
+
+
+def trained_prompts(name_or_path="default") -> list[str]:
+    """The prompts a model was trained on, as its folder records them ([] for random presets and older
+    folders); reads only streamvideo.json, no weights."""
+    name = str(name_or_path)
+    if name in RANDOM_PRESETS:
+        return []
+    meta = json.loads((find_folder(name) / MODEL_FILE).read_text())
+    return list(meta.get("prompts") or [])
 
 
 def generator_from_parts(parts, mode: str = "diagonal", schedule=None, **kw) -> StreamGenerator:
@@ -156,7 +178,9 @@ def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal"
     window_chunks, sink_chunks: the attention window, as the release: 1 sink chunk + 2 previous chunks + the
             current one (12 latent frames). rope: "window" (positions relative to the window, for unbounded
             streams) or "absolute" (chunk k at position k, the release's default inference).
+    A model folder's recorded training prompts become the generator's `example_prompts()` and vocabulary.
     """
     parts = load_parts(name_or_path, device, dtype, random_weights, resolution)
     return generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,
-                                sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend, sigmas=sigmas, rope=rope)
+                                sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend, sigmas=sigmas, rope=rope,
+                                trained_prompts=trained_prompts(name_or_path))

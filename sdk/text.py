@@ -49,6 +49,27 @@ class TextEncoder:
 
 
 # ---------------------------------------------------------------------------------------------
+#                            Prompt words (the vocabulary of a model)
+# ---------------------------------------------------------------------------------------------
+
+
+def prompt_words(prompt: str) -> list[str]:
+    """The words of a prompt as the hash encoder sees them: lower-cased, punctuation dropped."""
+    return re.findall(r"\w+", prompt.lower())
+
+
+def vocabulary(prompts: list[str]) -> list[str]:
+    """Sorted distinct words of `prompts`: what a hash-encoded model trained on them can respond to."""
+    return sorted({word for prompt in prompts for word in prompt_words(prompt)})
+
+
+def unknown_words(prompt: str, known: set[str] | list[str]) -> list[str]:
+    """The prompt's words missing from `known`, each once, in the order they appear."""
+    known = set(known)
+    return list(dict.fromkeys(word for word in prompt_words(prompt) if word not in known))
+
+
+# ---------------------------------------------------------------------------------------------
 #                                     Hashing encoder
 # ---------------------------------------------------------------------------------------------
 
