@@ -19,6 +19,7 @@ COMMANDS = {
     "collect": ("streamvideo.collect", "record frames, actions and prompts from a Gymnasium env"),
     "train": ("streamvideo.train.cli", "run a training stage: codec | teacher | ode-pairs | student | distill"),
     "eval": ("streamvideo.evaluate", "compare a world model against the real game"),
+    "prompts": ("streamvideo.prompts", "list the prompts a model was trained on and its vocabulary, or check a prompt"),
 }
 
 
