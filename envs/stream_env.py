@@ -84,7 +84,7 @@ class StreamVideoEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 16}
 
-    def __init__(self, model="default", prompt: str = "", device: str | None = None,
+    def __init__(self, model="default", prompt: str | None = None, device: str | None = None,
                  mode: str | None = None, schedule: str | None = None, render_mode: str | None = None,
                  reward_fn: RewardFn | None = None, terminate_fn: TerminateFn | None = None,
                  timing_info: bool = False):
@@ -99,7 +99,7 @@ class StreamVideoEnv(gym.Env):
         self.reward_fn = reward_fn
         self.terminate_fn = terminate_fn
         self.timing_info = timing_info
-        self.prompt = prompt
+        self.prompt = self.generator.default_prompt if prompt is None else prompt  # None: the model's own
         self._frames: np.ndarray | None = None  # the latest chunk
         self._window = None  # human render window, opened on first use
 

@@ -45,7 +45,7 @@ class StreamVideoVectorEnv(VectorEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 16, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int, model="default", prompt: str | list[str] = "",
+    def __init__(self, num_envs: int, model="default", prompt: str | list[str] | None = None,
                  device: str | None = None, mode: str | None = None, schedule: str | None = None,
                  render_mode: str | None = None, reward_fn: RewardFn | None = None,
                  terminate_fn: TerminateFn | None = None, timing_info: bool = False,
@@ -68,7 +68,8 @@ class StreamVideoVectorEnv(VectorEnv):
         self.terminate_fn = terminate_fn
         self.timing_info = timing_info
         self.max_episode_steps = max_episode_steps
-        self.prompts = per_stream_prompts(prompt, num_envs)
+        # None: the model's own default prompt
+        self.prompts = per_stream_prompts(self.generator.default_prompt if prompt is None else prompt, num_envs)
         self._stream_rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._elapsed = np.zeros(num_envs, np.int64)     # steps since each stream's reset
         self._autoreset = np.zeros(num_envs, np.bool_)   # streams that restart on the next step
