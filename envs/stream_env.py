@@ -5,6 +5,8 @@
     frames, reward, terminated, truncated, info = env.step(env.action_space.sample())
     env.unwrapped.set_prompt("sandy desert")           # the world changes at the next chunk
 
+Without `prompt=` the env starts from the model's own default prompt (`generator.default_prompt`).
+
 info holds "chunk" (index in the episode), "nfe" (network evaluations spent on it) and "prompt";
 with `timing_info=True` also "seconds", the chunk's generation wall time. That one is off by default:
 it differs from run to run, so Gymnasium's env checker would reject the env as non-deterministic.

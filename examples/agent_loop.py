@@ -22,7 +22,7 @@ while not done:
     action = env.action_space.sample()
     frames, reward, terminated, truncated, info = env.step(action)
     if info["chunk"] == 12:  # halfway: change the world from the next chunk on
-        env.unwrapped.set_prompt("sandy desert under falling snow")
+        env.unwrapped.set_prompt("a red knight walking on sandy desert among cacti and wandering crabs")
     print(f"chunk {info['chunk']:2d}  action {action}  {info['seconds'] * 1000:5.1f} ms  NFE {info['nfe']}"
           f"  prompt {info['prompt']!r}")
     done = terminated or truncated

@@ -33,7 +33,9 @@ from .keymap import KeyMap  # noqa: E402
 from .video import Mp4Writer  # noqa: E402
 
 FALLBACK_MODEL = "tiny-random"
-SCRIPTED_PROMPT = "snowy ground under falling snow"  # what the headless run types halfway through
+# what the headless run types halfway through: one of the default model's trained prompts
+SCRIPTED_PROMPT = ("a red knight walking on snowy ground among pine trees and wandering penguins under a clear sky, "
+                   "warm palette")
 HEADLESS_FRAMES = 300
 CONTROL_HELP = ["    Enter  type a new prompt", "        R  reset", "        P  pause",
                 "      F12  screenshot", "        H  this help", "      Esc  quit"]

@@ -8,7 +8,7 @@ import streamvideo
 from streamvideo.actions import ActionSpec
 from streamvideo.cli import main
 from streamvideo.keymap import KeyMap
-from streamvideo.play import PlaySession, demo_script, key_event, typed_prompt_events
+from streamvideo.play import SCRIPTED_PROMPT, PlaySession, demo_script, key_event, typed_prompt_events
 
 MODEL = "tiny-random"
 
@@ -102,7 +102,7 @@ def test_headless_cli_prints_a_short_summary_and_writes_the_video(tmp_path, caps
     assert main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[0].startswith(f"played {MODEL} (64x64, diagonal, cpu): 60 frames in ")
-    assert lines[2] == "  prompt      'a grassy meadow', then 'snowy ground under falling snow' (typed at frame 30)"
+    assert lines[2] == f"  prompt      'a grassy meadow', then {SCRIPTED_PROMPT!r} (typed at frame 30)"
     assert lines[3] == f"  video       {out} (60 frames)"
     video = imageio.mimread(out, memtest=False)
     assert len(video) == 60 and video[0].shape == (64, 64, 3)
