@@ -65,8 +65,8 @@ def pipeline(tmp_path_factory, data):
     common = ["--save-every", 1]
     codec = root / "codec"
     train("codec", codec, "--kind", "pca", "--data", data, "--latent-channels", 16)
-    teacher = ["--data", data, "--codec", codec, "--steps", 3, "--batch-size", 2, "--clip-chunks", 2, *TINY_DIT,
-               *common]
+    teacher = ["--data", data, "--codec", codec, "--steps", 3, "--batch-size", 2, "--clip-chunks", 2,
+               "--episode-chunks", 4, *TINY_DIT, *common]
     interrupted_equals_uninterrupted(root / "teacher", "teacher", "model/model.safetensors", *teacher)
     t_model = root / "teacher" / "a" / "model"
     pairs = ["--data", data, "--codec", codec, "--teacher", t_model, "--clip-chunks", 2, "--pairs", 6,
@@ -127,3 +127,23 @@ def test_bad_arguments_name_the_problem():
         main(["train", "teacher", "--codec", "pixel:8"])
     with pytest.raises(ValueError, match="not both"):
         DistillArgs(no_diagonal_forcing=True, kv_noise=100.0).kv_level()
+
+
+def test_teacher_windows_are_a_sink_then_consecutive_chunks_and_the_last_chunk_is_always_scored():
+    from types import SimpleNamespace
+
+    from streamvideo.train.teacher import Args, chunk_sigmas, window_batch
+    torch.manual_seed(0)
+    args = Args(clip_chunks=4, episode_chunks=10, chunk_frames=3, text_drop=0.0)
+    frames = torch.arange(30.0)[None, None, :, None, None].expand(5, 1, 30, 1, 1)      # latent value = frame index
+    clips = SimpleNamespace(latents=frames, actions=torch.zeros(5, 30, 6), prompt_ids=torch.zeros(5, dtype=torch.long),
+                            prompts=["p"])
+    x0, action, prompts = window_batch(clips, torch.arange(5).repeat(20), args)
+    idx = x0[:, 0, :, 0, 0].long()                                                     # [B, 12] frame indices
+    assert (idx[:, :3] == torch.arange(3)).all()                                       # the sink: first chunk
+    assert (idx[:, 3:].diff(dim=1) == 1).all() and (idx[:, 3] % 3 == 0).all()         # then consecutive chunks
+    assert idx[:, 3].min() == 3 and idx[:, 3].max() > 3                                # contiguous and gapped windows
+    assert action.shape == (100, 12, 6) and prompts == ["p"] * 100
+    sigma, target = chunk_sigmas(1000, args)
+    assert target[:, -1].all() and 0.2 < target[:, :-1].float().mean() < 0.6
+    assert (sigma[~target] <= args.ctx_sigma_max).all() and sigma[target].mean() > 0.5

@@ -4,6 +4,10 @@ A 64x64 frame in 8x8 patches has 192 values per token, more than a small DiT is 
 model cannot output that many independent noise values per token. Pixel-art patches lie close to
 a much lower-dimensional subspace, so keeping their top principal components shrinks the token
 without training a network (on the built-in game: 64 of 192 components keep 28.7 dB PSNR).
+
+Each component is divided by its standard deviation (whitened): the top components vary ~10x more
+than the 64th, and without whitening the DiT's unit noise would drown the small ones (fine edges,
+the avatar's outline) long before the large ones, so the loss would barely see them.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from .pixel import PixelCodec
 class PCACodec(Codec):
     """Exact up to the dropped components, stateless, 1 frame per latent frame.
 
-    latents = (patches - mean) @ basis, patches = latents @ basis.T + mean, with `basis` [3p^2, C]
-    orthonormal columns (so latent-space MSE equals pixel-patch MSE). `fit` sets mean and basis.
+    latents = ((patches - mean) @ basis) / scale, patches = (latents * scale) @ basis.T + mean, with
+    `basis` [3p^2, C] orthonormal columns and `scale` [C] the components' standard deviations.
+    `fit` sets mean, basis and scale.
     """
 
     def __init__(self, patch: int = 8, channels: int = 64):
@@ -33,6 +38,12 @@ class PCACodec(Codec):
         self.spatial_factor, self.temporal_factor = patch, 1
         self.register_buffer("mean", torch.zeros(width))                     # [3p^2]
         self.register_buffer("basis", torch.eye(width)[:, :channels])        # [3p^2, C]
+        self.register_buffer("scale", torch.ones(channels))                  # [C]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # codec files written before whitening have no scale: their latents are the plain projections
+        state_dict.setdefault(prefix + "scale", torch.ones_like(self.scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def fit(self, frame_batches: Iterable[torch.Tensor]) -> PCACodec:
@@ -45,18 +56,21 @@ class PCACodec(Codec):
         if count == 0:
             raise ValueError("PCACodec.fit: no frames")
         mean = total / count
-        _, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))   # ascending eigenvalues
+        values, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))   # ascending eigenvalues
         self.mean.copy_(mean)
         self.basis.copy_(vectors.flip(1)[:, :self.latent_channels])
+        self.scale.copy_(values.flip(0)[:self.latent_channels].clamp(min=1e-8).sqrt())
         return self
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, T, 3, H, W] -> [B, C, T, H/p, W/p]."""
         patches = self.pixels.encode(frames) - self.mean[:, None, None, None]        # [B, 3p^2, T, h, w]
-        return torch.einsum("bktij,kc->bctij", patches, self.basis.to(patches.dtype))
+        latents = torch.einsum("bktij,kc->bctij", patches, self.basis.to(patches.dtype))
+        return latents / self.scale.to(patches.dtype)[:, None, None, None]
 
     def decode(self, latents: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
         self.check_latents(latents)
+        latents = latents * self.scale.to(latents.dtype)[:, None, None, None]
         patches = torch.einsum("bctij,kc->bktij", latents, self.basis.to(latents.dtype))
         return self.pixels.decode(patches + self.mean.to(latents.dtype)[:, None, None, None], state)
 

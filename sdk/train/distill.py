@@ -190,7 +190,7 @@ def run(namespace) -> int:
                 with torch.no_grad():
                     sample = self_rollout(student, pairs["x0"][idx], losses["has_ctx"], losses["cond"], schedule,
                                           kv_level, args)
-            critic_loss = flow_matching_loss(critic, sample, losses["ctx"], losses["cond"])
+            critic_loss = flow_matching_loss(critic, sample, losses["ctx"], losses["cond"], causal=True)
             critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
@@ -200,6 +200,7 @@ def run(namespace) -> int:
                                                   if k in ("total", "dmd", "reg", "flow_dmd", "flow_reg")})
     if run.finished:
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
-                                   schedule=args.schedule, extra={"role": "student", "kv_noise": kv_level})
+                                   schedule=args.schedule, prompts=pairs["prompts"],
+                                   extra={"role": "student", "kv_noise": kv_level})
         print(f"distilled student -> {folder}")
     return 0

@@ -1,7 +1,7 @@
 """Stage 3, `streamvideo train ode-pairs`: teacher ODE trajectories at the student's timesteps.
 
 Each pair: a data clip's first chunk as clean context (or, with probability 1 - ctx_prob, none),
-its actions and prompt; the teacher's Euler trajectory from noise, kept at the noise levels the
+its actions and prompt; the causal teacher's block-causal Euler trajectory from noise, kept at the noise levels the
 student's schedule visits (for 4322222: sigma 1.0, 0.9331, 0.7326, 0.3571), and its end point x0.
 One step = one batch of pairs; the pairs fill a buffer that is checkpointed like a model, so a
 killed run resumes where it stopped. Writes `OUT/pairs.pt`.
@@ -30,7 +30,7 @@ class Args(RunArgs):
     codec: str = arg("runs/codec", "the teacher's --codec (a codec folder holding the latent cache, or pixel:P)")
     teacher: str = arg("runs/teacher/model", "teacher model folder")
     out: str = arg("runs/ode-pairs", "output folder (checkpoint, metrics, pairs.pt)")
-    clip_chunks: int = arg(7, "chunks per clip: 7 lets distillation evict and use the sink (as the release)")
+    clip_chunks: int = arg(4, "chunks per clip: the teacher's training window (1 sink + 2 previous + current)")
     schedule: str = arg("4322222", "the student's step allocation: its noise levels are recorded")
     pairs: int = arg(512, "number of pairs")
     batch_size: int = arg(16, "pairs per step")

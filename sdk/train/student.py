@@ -98,6 +98,6 @@ def run(namespace) -> int:
             run.log(loss=loss.item())
     if run.finished:
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
-                                   schedule=args.schedule, extra={"role": "student"})
+                                   schedule=args.schedule, prompts=pairs["prompts"], extra={"role": "student"})
         print(f"student -> {folder}")
     return 0

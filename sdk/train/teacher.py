@@ -1,9 +1,19 @@
-"""Stage 2, `streamvideo train teacher`: a many-step flow-matching DiT, action + text conditioned,
-bidirectional over clips of `clip_chunks` chunks.
+"""Stage 2, `streamvideo train teacher`: a many-step *causal* flow-matching DiT, action + text conditioned.
 
-With probability `ctx_prob` a clip's first chunk is clean context (sigma = 0, no-op actions, not
-scored), so the teacher learns to continue known frames, as the world model is used.
-Writes `OUT/model/`, a model folder (`streamvideo.json` role "teacher") that `ode-pairs` and `eval` read.
+A bidirectional clip teacher has to learn whole clips from noise and cannot continue a scene. This
+teacher learns the dynamics directly (Causal Forcing's argument): block-causal attention over a
+training window laid out as the generator's attention window (1 sink chunk + `clip_chunks - 1`
+consecutive chunks, at window-relative positions 0, 1, ...), and an independent noise level per
+chunk (diffusion forcing). Each chunk is either
+- a target (scored): sigma from the shift-warped training distribution, or
+- context (not scored): lightly noised, sigma in [0, ctx_sigma_max], covering every level the
+  streaming cache is written at (0 clean, 0.139 for the teacher's own 32 steps, 0.357 diagonal).
+The sink is the episode chunk `clip_chunks - 1 + gap` chunks before the window's last, so far
+context is seen as the stream's sink is; with `sync_prob` all targets share one level (the joint
+sampler `ode-pairs` uses). A fraction `text_drop` of clips gets the empty prompt (for guidance).
+The saved model is the EMA of the weights; it samples as a StreamGenerator in diagonal mode with
+`sample_steps` uniform steps per chunk (`streamvideo.load(OUT/model)`).
+Writes `OUT/model/`, a model folder (`streamvideo.json` role "teacher").
 """
 
 from __future__ import annotations
@@ -13,11 +23,12 @@ from pathlib import Path
 
 import torch
 
+from .. import flow
 from ..model import CausalDiT, ModelConfig
 from ..presets import GAME_ACTIONS, save_model_folder
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
-from .data import TEXT_SPEC, cached_latent_clips, load_codec, noop_context, text_encoder
-from .objectives import ClipCond, flow_matching_loss
+from .data import TEXT_SPEC, cached_latent_clips, load_codec, text_encoder
+from .objectives import ClipCond, ema_copy, ema_update, frame_mask, masked_mse, random_sigma, velocity
 
 
 @dataclass
@@ -25,18 +36,23 @@ class Args(RunArgs):
     data: str = arg(None, "dataset folder written by `streamvideo collect`")
     codec: str = arg("runs/codec", "output folder of `streamvideo train codec`, or pixel:P for P x P pixel patches")
     out: str = arg("runs/teacher", "output folder (checkpoint, metrics, model/)")
-    steps: int = arg(1500, "optimizer steps")
-    batch_size: int = arg(8, "clips per step")
-    clip_chunks: int = arg(7, "chunks per training clip (7, as the ODE pairs and distillation rollouts)")
+    steps: int = arg(3000, "optimizer steps")
+    batch_size: int = arg(16, "windows per step")
+    clip_chunks: int = arg(4, "chunks per training window: the inference window (1 sink + 2 previous + current)")
+    episode_chunks: int = arg(16, "chunks per data clip the windows are cut from (how far back a sink may lie)")
     chunk_frames: int = arg(3, "latent frames per chunk")
-    ctx_prob: float = arg(0.75, "probability that a clip's first chunk is clean context")
+    target_prob: float = arg(0.4, "probability that a non-final chunk is a target (the final one always is)")
+    ctx_sigma_max: float = arg(0.45, "context chunks are noised to a level uniform in [0, this]")
+    sync_prob: float = arg(0.3, "probability that all targets of a window share one noise level")
+    text_drop: float = arg(0.1, "probability of the empty prompt (classifier-free guidance)")
     heads: int = arg(4, "attention heads")
     head_dim: int = arg(32, "channels per head (width = heads * head_dim)")
     layers: int = arg(6, "transformer blocks")
     ffn_dim: int = arg(512, "feed-forward hidden width")
     lr: float = arg(6e-4, "AdamW learning rate")
     warmup: int = arg(100, "linear warm-up steps")
-    sample_steps: int = arg(32, "Euler steps the teacher samples with (stored in the model folder)")
+    ema: float = arg(0.998, "decay of the weight EMA that is saved as the teacher")
+    sample_steps: int = arg(32, "uniform Euler steps per chunk the teacher samples with (stored in the model folder)")
     fps: float = arg(15.0, "frames per second of the data (the game's render_fps)")
     save_every: int = arg(100, "checkpoint every N steps")
     log_every: int = arg(10, "write a metrics line every N steps")
@@ -52,37 +68,85 @@ def model_config(args: Args, latent_channels: int) -> ModelConfig:
                        text_dim=TEXT_SPEC["dim"], freq_dim=128, chunk_frames=args.chunk_frames, action=GAME_ACTIONS)
 
 
+def window_chunks(batch: int, args: Args) -> torch.Tensor:
+    """Which episode chunks form each training window: [B, clip_chunks] = sink, then consecutive chunks.
+
+    Half the windows are contiguous from the episode clip's start (chunk 0 is then both the stream's
+    first chunk and the sink, as at the start of a stream); the rest put a gap after the sink.
+    """
+    n = args.clip_chunks - 1
+    gap = torch.randint(0, args.episode_chunks - n, (batch,))
+    gap = torch.where(torch.rand(batch) < 0.5, 0, gap)
+    return torch.cat([torch.zeros(batch, 1, dtype=torch.long), 1 + gap[:, None] + torch.arange(n)[None]], 1)
+
+
+def chunk_sigmas(batch: int, args: Args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-chunk noise levels [B, K] and which chunks are scored targets [B, K] bool."""
+    k = args.clip_chunks
+    target = torch.rand(batch, k) < args.target_prob
+    target[:, -1] = True
+    sigma = random_sigma(batch * k).view(batch, k)
+    sync = torch.rand(batch) < args.sync_prob
+    sigma = torch.where(sync[:, None], sigma[:, -1:], sigma)
+    ctx_sigma = torch.rand(batch, k) * args.ctx_sigma_max
+    return torch.where(target, sigma, ctx_sigma), target
+
+
+def window_batch(clips, idx: torch.Tensor, args: Args):
+    """Latents [B, C, F, h, w], actions [B, F, A] and prompts of the windows cut from clips idx."""
+    cf = args.chunk_frames
+    frames = (window_chunks(len(idx), args)[:, :, None] * cf + torch.arange(cf)).flatten(1)     # [B, F]
+    x0 = clips.latents[idx[:, None], :, frames].float().permute(0, 2, 1, 3, 4)                  # [B, C, F, h, w]
+    action = clips.actions[idx[:, None], frames]                                                # [B, F, A]
+    prompts = [clips.prompts[i] if torch.rand(()) >= args.text_drop else ""
+               for i in clips.prompt_ids[idx].tolist()]
+    return x0, action, prompts
+
+
+def diffusion_forcing_loss(model: CausalDiT, x0, cond: ClipCond, args: Args) -> torch.Tensor:
+    """Velocity MSE on the target chunks; every chunk noised to its own level, block-causal attention."""
+    sigma, target = chunk_sigmas(len(x0), args)
+    sigma_f = sigma.repeat_interleave(args.chunk_frames, 1)                                      # [B, F]
+    eps = torch.randn_like(x0)
+    xt = flow.add_noise(x0, eps, flow.frame_sigma(sigma_f, x0))
+    v = velocity(model, xt, sigma_f, cond, causal=True)
+    scored = ~target.repeat_interleave(args.chunk_frames, 1)                                    # True = not scored
+    return masked_mse(v, flow.velocity(x0, eps), frame_mask(scored, x0))
+
+
 def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     if args.data is None:
         raise SystemExit("streamvideo train teacher: --data DATASET_FOLDER is required")
+    if args.clip_chunks < 2 or args.episode_chunks < args.clip_chunks:
+        raise SystemExit(f"streamvideo train teacher: need 2 <= --clip-chunks <= --episode-chunks, "
+                         f"got {args.clip_chunks} and {args.episode_chunks}")
     args.start()
     codec = load_codec(args.codec)
-    clips = cached_latent_clips(args.codec, args.data, args.clip_chunks * args.chunk_frames * codec.temporal_factor)
+    clips = cached_latent_clips(args.codec, args.data, args.episode_chunks * args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
     model = CausalDiT(model_config(args, codec.latent_channels))
+    ema = ema_copy(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
-              modules={"model": model}, optimizers={"opt": opt}, desc="teacher")
-    frames = clips.latents.shape[2]
+              modules={"model": model, "ema": ema}, optimizers={"opt": opt}, desc="teacher")
     for step in run.steps(args.stop_after):
         idx = torch.randint(len(clips), (args.batch_size,))
-        x0 = clips.latents[idx].float()                                                    # [B, C, F, h, w]
-        has_ctx = torch.rand(args.batch_size) < args.ctx_prob                         # [B]
-        ctx = has_ctx[:, None] & (torch.arange(frames) < args.chunk_frames)[None]     # [B, F]
-        tokens, mask = text.encode([clips.prompts[i] for i in clips.prompt_ids[idx].tolist()])
-        cond = ClipCond(tokens, mask, noop_context(clips.actions[idx], has_ctx, args.chunk_frames, GAME_ACTIONS))
-        loss = flow_matching_loss(model, x0, ctx, cond)
+        x0, action, prompts = window_batch(clips, idx, args)
+        tokens, mask = text.encode(prompts)
+        loss = diffusion_forcing_loss(model, x0, ClipCond(tokens, mask, action), args)
         set_lr(opt, args.lr * linear_warmup(step, args.warmup))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        ema_update(ema, model, min(args.ema, (1 + step) / (10 + step)))
         if step % args.log_every == 0:
             run.log(loss=loss.item(), grad_norm=grad_norm.item())
     if run.finished:
-        folder = save_model_folder(Path(args.out) / "model", model, codec, TEXT_SPEC, clips.latents.shape[-2:],
-                                   args.fps, clips.prompts[0], extra={"role": "teacher",
-                                                                      "sample_steps": args.sample_steps})
+        folder = save_model_folder(Path(args.out) / "model", ema, codec, TEXT_SPEC, clips.latents.shape[-2:],
+                                   args.fps, clips.prompts[0], schedule=[args.sample_steps], prompts=clips.prompts,
+                                   extra={"role": "teacher", "sample_steps": args.sample_steps,
+                                          "clip_chunks": args.clip_chunks})
         print(f"teacher -> {folder}")
     return 0
