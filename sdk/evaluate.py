@@ -2,7 +2,7 @@
 
 Every model (teacher or student alike, through its StreamGenerator) and two baselines that are no world
 model -- "copy last frame" (the last real context frame, held still) and "theme mean frame" (the mean
-real frame of the prompt's theme: a palette painter that follows prompts) -- get the same real start
+real frame of the prompt's theme, switched with the prompt: a palette painter) -- get the same real start
 frames, prompts and actions, on held-out seeds (`--seed`, default 1000; collect records from seed 0).
 Measures (eval.json keys):
 - fidelity: PSNR / SSIM per generated frame against the real game, averaged over the first 8 / 16 /
@@ -30,6 +30,7 @@ Themes: the model folder's streamvideo.json "prompts" (each mapped to its game t
 and 1; episodes cycle through them; the switch goes from the first to the first with another ground.
 Writes OUT/<model>/eval.json, contact_sheet.png (per episode: real over generated at frames 1, 4, 8,
 16, 32, 64), prompt_switch.png, eval.png (PSNR curves, drift) and OUT/table.md (docs/evaluation.md).
+The detectors live in eval_detectors.py, the real rollouts in eval_game.py, the figures in eval_report.py.
 """
 
 from __future__ import annotations
@@ -44,36 +45,38 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .collect import CollectError, make_env
-from .envs.game import ACTION_MEANINGS, StreamVideoGameEnv
+from .envs.game import ACTION_MEANINGS
 from .envs.game_themes import N_THEMES, theme
 from .eval_detectors import (
     NOOP,
     PLANT,
     ActionDetector,
-    Sprites,
     ThemeClassifier,
     avatar_present,
-    direction,
     flower_present,
     frame_stats,
     psnr,
     slope_percent_per_minute,
     ssim,
 )
+from .eval_game import (
+    EvalError,
+    Real,
+    action_plan,
+    effect,
+    flower_xy,
+    make_game,
+    memory_plan,
+    play,
+    switch_themes,
+    without_avatar,
+)
+from .eval_report import contact_sheet, plot, switch_sheet, table_row, write_table
 
 # held-out seed blocks (added to --seed), so no two measures replay the same episode
 MEMORY_SEEDS, SWITCH_SEEDS, DRIFT_SEED, REFERENCE_SEEDS = 200, 300, 400, 500
-SHEET_FRAMES = (1, 4, 8, 16, 32, 64)
 COLLAPSE_RATIO = 0.5   # generated pixel std below half the real game's: a flat, collapsed picture
 BASELINES = ("copy last frame", "theme mean frame")
-
-
-class EvalError(SystemExit):
-    """A one-line error for the command line."""
-
-    def __init__(self, message: str):
-        super().__init__(f"streamvideo eval: {message}")
 
 
 # --------------------------------------------------------------------------- models and their themes
@@ -109,95 +112,6 @@ def out_names(models: list[str]) -> list[str]:
         seen[base] += 1
         names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return names
-
-
-# --------------------------------------------------------------------------- the real game
-
-@dataclass
-class Real:
-    """A real rollout: context frames (no-ops), then one frame per action. Arrays over frames start with
-    the last context frame (index 0), so segment i of `seg` frames runs from frame i*seg to (i+1)*seg."""
-    seed: int
-    theme: int
-    prompt: str
-    chunk_actions: list[int]
-    context: np.ndarray                  # [fpc, H, W, 3]
-    frames: np.ndarray                   # [T + 1, H, W, 3]
-    screen: np.ndarray                   # [T + 1, 2] avatar centre on screen
-    camera: np.ndarray                   # [T + 1, 2] view's top-left in the world
-    avatar: np.ndarray                   # [T + 1, 2] avatar centre in the world
-    flowers: list[frozenset]             # planted flower spots (world) after each frame
-    world: np.ndarray                    # the world image at the end (background, flowers)
-    sprites: Sprites
-
-
-def play(game, seed: int, theme_index: int, fpc: int, chunk_actions: list[int]) -> Real:
-    frame, info = game.reset(seed=seed, options={"theme": theme_index})
-    context = [frame]
-    for _ in range(fpc - 1):
-        frame, *_, info = game.step(NOOP)
-        context.append(frame)
-    frames, infos, flowers = [frame], [info], [frozenset(game.flowers)]
-    for a in chunk_actions:
-        for _ in range(fpc):
-            frame, *_, info = game.step(a)
-            frames.append(frame)
-            infos.append(info)
-            flowers.append(frozenset(game.flowers))
-    column = lambda key: np.array([i[key] for i in infos])
-    return Real(seed, theme_index, info["prompt"], chunk_actions, np.stack(context), np.stack(frames),
-                column("avatar_screen_xy"), column("camera_xy"), column("avatar_xy"), flowers,
-                game.world.copy(), Sprites(game))
-
-
-def action_plan(rng: np.random.Generator, n: int) -> list[int]:
-    """n held actions: seeded shuffles of all six, one after another, so every action is held about n/6
-    times. A shuffle that would plant right after a no-op or a plant is drawn again: the flower would
-    land on the spot planted before and no frame could show it as new."""
-    plan: list[int] = []
-    while len(plan) < n:
-        seq = plan + [int(a) for a in rng.permutation(len(ACTION_MEANINGS))]
-        if not any(b == PLANT and a in (NOOP, PLANT) for a, b in zip(seq, seq[1:])):
-            plan = seq
-    return plan[:n]
-
-
-def effect(real: Real, i0: int, i1: int, threshold: float) -> int:
-    """What the game did from frame i0 to i1: the walk's direction, a plant (a new flower spot in view) or
-    nothing. A walk into the world's edge moves the avatar less than `threshold`, and a flower planted past
-    it is never drawn: both count as nothing."""
-    move = real.avatar[i1] - real.avatar[i0]
-    if np.abs(move).max() >= threshold:
-        return direction(move)
-    half, size = real.sprites.flower[1].shape[0] // 2, real.frames.shape[1]
-    in_view = [np.all((xy >= half) & (xy <= size - half)) for xy in
-               np.array(list(real.flowers[i1] - real.flowers[i0])).reshape(-1, 2) - real.camera[i1]]
-    return PLANT if any(in_view) else NOOP
-
-
-def memory_plan(game, seed: int, theme_index: int, fpc: int, away: int) -> list[int]:
-    """Chunk actions of a memory trial: turn towards the middle of the screen (vertically), plant, walk
-    `away` chunks towards the middle of the world (horizontally) and as many back, so the flower stays
-    in view, off the avatar's path, and the walk is never stopped by the world's edge."""
-    start = play(game, seed, theme_index, fpc, [])
-    turn = 2 if start.screen[0][1] < game.config.size / 2 else 1
-    out, back = (4, 3) if start.avatar[0][0] < game.config.world_size / 2 else (3, 4)
-    return [turn, PLANT] + [out] * away + [back] * away
-
-
-def flower_xy(real: Real, frame: int) -> np.ndarray:
-    """Screen position of the (one) flower planted in a memory trial, at a given frame."""
-    (spot,) = real.flowers[-1]
-    return np.array(spot) - real.camera[frame]
-
-
-def without_avatar(real: Real) -> np.ndarray:
-    """The real frames with the avatar's tile painted over with the world behind it."""
-    frames, tile, size = real.frames.copy(), real.sprites.tile, real.frames.shape[1]
-    for f, (x, y), (cx, cy) in zip(frames, real.screen - tile // 2, real.camera):
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + tile, size), min(y + tile, size)
-        f[y0:y1, x0:x1] = real.world[cy + y0:cy + y1, cx + x0:cx + x1]
-    return frames
 
 
 # --------------------------------------------------------------------------- what is evaluated
@@ -279,24 +193,6 @@ class Setting:
     drift_real: list[dict] = field(default_factory=list)         # the real game's statistics per segment
     ground_truth: dict = field(default_factory=dict)
     baselines: dict = field(default_factory=dict)
-
-
-def make_game(env_id: str, size: int, themes: list[int]):
-    try:
-        game = make_env(env_id, {"size": size, "themes": themes}).unwrapped
-    except CollectError as err:
-        raise EvalError(f"{err} (eval needs the built-in game, StreamVideoGame-v0)") from None
-    if not isinstance(game, StreamVideoGameEnv):
-        raise EvalError(f"{env_id!r} is not the built-in game: eval reads its sprites and state")
-    return game
-
-
-def switch_themes(themes: list[int]) -> tuple[int, int] | None:
-    """From the first theme to the first with another ground (the biggest change of colour), if any."""
-    if len(themes) < 2:
-        return None
-    other = [t for t in themes[1:] if theme(t).ground != theme(themes[0]).ground]
-    return themes[0], (other or themes[1:])[0]
 
 
 def build_setting(args, size: int, fpc: int, fps: float, themes: list[int]) -> Setting:
@@ -479,112 +375,6 @@ def evaluate(gen, s: Setting, args) -> tuple[dict, dict]:
     return result, figures
 
 
-# --------------------------------------------------------------------------- figures and the table
-
-def grid_png(path: Path, headers: list[str], rows: list[tuple[str, list[np.ndarray]]], scale: int = 3) -> None:
-    """Frames in a labelled grid, each upscaled `scale` times (nearest neighbour, so pixels stay sharp)."""
-    from PIL import Image, ImageDraw
-    h, w = (v * scale for v in rows[0][1][0].shape[:2])
-    left, top, gap = 100, 14, 2
-    img = Image.new("RGB", (left + len(headers) * (w + gap), top + len(rows) * (h + gap)), "white")
-    draw = ImageDraw.Draw(img)
-    for j, text in enumerate(headers):
-        draw.text((left + j * (w + gap) + 2, 1), text, fill="black")
-    for i, (label, frames) in enumerate(rows):
-        y = top + i * (h + gap)
-        draw.text((2, y + h // 2 - 5), label, fill="black")
-        for j, f in enumerate(frames):
-            img.paste(Image.fromarray(f).resize((w, h), Image.NEAREST), (left + j * (w + gap), y))
-    img.save(path)
-
-
-def contact_sheet(path: Path, s: Setting, frames: list[np.ndarray]) -> None:
-    """Per episode a real row and a generated row: the start frame, then frames 1, 4, 8, 16, 32, 64."""
-    ts = [t for t in SHEET_FRAMES if t < len(frames[0])]
-    rows = []
-    for e, (real, fake) in enumerate(zip(s.episodes, frames)):
-        rows.append((f"ep {e} real", [real.frames[t] for t in (0, *ts)]))
-        rows.append((f"ep {e} generated", [fake[t] for t in (0, *ts)]))
-    grid_png(path, ["start"] + [f"frame {t}" for t in ts], rows)
-
-
-def switch_sheet(path: Path, switch: dict) -> None:
-    """The last frame of each chunk before and after the prompt switch, without and with recache."""
-    n = len(switch["no_recache"]) // 2
-    headers = [f"chunk {k - n:+d}" if k < n else f"chunk +{k - n + 1}" for k in range(2 * n)]
-    grid_png(path, headers, [(f"{key.replace('_', ' ')}", frames) for key, frames in switch.items()])
-
-
-def plot(path: Path, curves: dict[str, np.ndarray], drift_result: dict | None) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2 if drift_result else 1, figsize=(10 if drift_result else 5, 3.5), squeeze=False)
-    ax = axes[0, 0]
-    for name, curve in curves.items():
-        ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
-    ax.set(xlabel="generated frame", ylabel="PSNR (dB)", title="fidelity vs the real game")
-    ax.legend()
-    if drift_result:
-        ax = axes[0, 1]
-        for k in ("saturation", "sharpness", "change", "pixel_std"):
-            v = np.array([seg[k] for seg in drift_result["segments"]])
-            ax.plot(drift_result["minutes"], v / max(abs(v[0]), 1e-9), label=k)
-        ax.set(xlabel="minutes", ylabel="relative to first segment", title="drift")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.0f} %"
-
-
-def table_row(name: str, r: dict) -> str:
-    fid, pf, mem, dr, sp = (r.get(k) or {} for k in ("fidelity", "prompt_following", "memory", "drift", "speed"))
-    psnrs = " / ".join(f"{v:.1f}" for k, v in fid.items() if k.startswith("psnr"))
-    ssims = " / ".join(f"{v:.2f}" for k, v in fid.items() if k.startswith("ssim"))
-    a = r["action_following"]
-    cells = [name, psnrs, ssims, f"{pct(a['accuracy'])} of {a['segments']}", pct(r["avatar_presence"]),
-             " / ".join(pct((pf.get(k) or {}).get("new_theme_after")) for k in ("no_recache", "recache")),
-             f"{pct(mem.get('planted'))} / {pct(mem.get('remembered'))}"]
-    if dr:
-        slopes = dr["slope_percent_per_minute"]
-        cells.append(f"{slopes['saturation']:+.1f} / {slopes['sharpness']:+.1f}")
-        cells.append(f"{dr['pixel_std_vs_real'][-1]:.2f}" + (" collapsed" if dr["collapsed"] else "")
-                     if dr["pixel_std_vs_real"] else "-")
-    else:
-        cells += ["-", "-"]
-    cells += [f"{sp['fps']:.1f}", f"{sp['nfe_per_chunk']:.2f}"] if sp else ["-", "-"]
-    return "| " + " | ".join(cells) + " |"
-
-
-def write_table(path: Path, models: dict[str, tuple[dict, Setting]], threads: int) -> None:
-    settings = list({id(s): s for _, s in models.values()}.values())
-    h = " / ".join(str(v) for v in settings[0].horizons)
-    lines = [f"| model | PSNR@{h} (dB) | SSIM@{h} | action following | avatar presence | "
-             "prompt -> new theme (no recache / recache) | memory (planted / remembered) | "
-             "drift %/min (saturation / sharpness) | pixel std vs real (end) | FPS | NFE/chunk |",
-             "|" + "---|" * 11]
-    lines += [table_row(name, result) for name, (result, _) in models.items()]
-    for s in settings:
-        themes = f" (themes {', '.join(map(str, s.themes))})" if len(settings) > 1 else ""
-        lines += [table_row(f"baseline: {name}{themes}", r) for name, r in s.baselines.items()]
-    lines.append("")
-    for s in settings:
-        g = s.ground_truth
-        lines.append(f"Detectors on real frames (themes {', '.join(map(str, s.themes))}): action following "
-                     f"{pct(g['action_following'])} (chance {pct(g['action_chance'])}); avatar presence "
-                     f"{pct(g['avatar_presence'])} on real frames, {pct(g['avatar_presence_avatar_removed'])} "
-                     f"with the avatar painted out, {pct(g['avatar_presence_theme_mean'])} on theme-mean frames; "
-                     f"theme classifier {pct(g.get('theme_classifier'))} (chance 50 %); memory "
-                     f"{pct((g.get('memory_with_flower') or {}).get('remembered'))} with a planted flower, "
-                     f"{pct((g.get('memory_without_flower') or {}).get('remembered'))} without.")
-    lines.append(f"Torch CPU threads: {threads}.")
-    path.write_text("\n".join(lines) + "\n")
-
-
 # --------------------------------------------------------------------------- CLI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -631,10 +421,11 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     torch.set_num_threads(args.threads)
     print(f"streamvideo eval: torch CPU threads = {args.threads}", flush=True)
-    sources = [resolve_model(m) for m in args.model]            # every name checked before any work
+    # every model name and its prompts are checked before any work
+    models = [(source, meta, model_themes(source, meta)) for source, meta in map(resolve_model, args.model)]
     out = Path(args.out)
     settings, results = {}, {}
-    for name, (source, meta) in zip(out_names(args.model), sources):
+    for name, (source, meta, themes) in zip(out_names(args.model), models):
         print(f"streamvideo eval: {name} ({source})", flush=True)
         try:
             gen = streamvideo.load(source, device="cpu", kv_noise=meta.get("kv_noise"))
@@ -643,13 +434,12 @@ def run(args: argparse.Namespace) -> int:
         if gen.height != gen.width or gen.height % 8 or gen.height < 32:
             raise EvalError(f"{source}: frames are {gen.height}x{gen.width}; the game renders square sizes, "
                             f"multiples of 8 from 32")
-        themes = model_themes(source, meta)
         key = (gen.height, gen.frames_per_chunk, gen.fps, tuple(themes))
         if key not in settings:
             settings[key] = build_setting(args, gen.height, gen.frames_per_chunk, gen.fps, themes)
         s = settings[key]
         result, figures = evaluate(gen, s, args)
-        result = {"model": source, "role": meta.get("role"), "themes": themes, **result,
+        result = {"model": source, "role": meta.get("role"), "themes": themes, "args": vars(args), **result,
                   "ground_truth": s.ground_truth, "baselines": s.baselines}
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)

@@ -18,17 +18,8 @@ from streamvideo.eval_detectors import (
     psnr,
     ssim,
 )
-from streamvideo.evaluate import (
-    action_plan,
-    add_arguments,
-    build_setting,
-    check_args,
-    make_game,
-    model_themes,
-    out_names,
-    play,
-    run,
-)
+from streamvideo.eval_game import action_plan, make_game, play
+from streamvideo.evaluate import add_arguments, build_setting, check_args, model_themes, out_names, run
 
 
 def parse(*flags: str) -> argparse.Namespace:
