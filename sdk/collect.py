@@ -13,7 +13,8 @@ writes `shard_00000.npz, shard_00001.npz, ...` and `meta.json` into DIR. Each sh
 
 actions[i] is the action whose step produced frames[i] (the frame a world model predicts from it);
 first frames come from reset() and carry action 0 / zeros. Read it back with `load_dataset(DIR)`
-or `iter_clips(DIR, length, batch_size)`.
+or `iter_clips(DIR, length, batch_size)`; `first_frames(DIR, prompts)` gives each prompt's first episode
+start (a model folder's start frames).
 """
 
 from __future__ import annotations
@@ -324,6 +325,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def prompt_at(self, index: int) -> str:
+        """The prompt of frame `index`, "" where the env gave none."""
+        pid = self.prompt_ids[index]
+        return self.prompts[pid] if pid >= 0 else ""
+
     def clip_starts(self, length: int, stride: int | None = None) -> np.ndarray:
         """Start indices of clips of `length` frames that stay inside one episode, every `stride`
         frames from each episode's start (default: non-overlapping clips)."""
@@ -341,7 +347,7 @@ class Dataset:
     def clips(self, length: int, stride: int | None = None, starts: np.ndarray | None = None) -> Clips:
         starts = self.clip_starts(length, stride) if starts is None else np.asarray(starts)
         index = starts[:, None] + np.arange(length)  # [N, L]
-        prompts = [self.prompts[p] if p >= 0 else "" for p in self.prompt_ids[starts]]
+        prompts = [self.prompt_at(s) for s in starts]
         return Clips(self.frames[index], self.actions[index], prompts)
 
 
@@ -361,6 +367,23 @@ def load_dataset(directory: str | Path) -> Dataset:
                 parts.setdefault(name, []).append(data[name])
     arrays = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     return Dataset(prompts=list(meta["prompts"]), meta=meta, **arrays)
+
+
+def first_frames(data_dir: str | Path, prompts: list[str], frames: int = 3) -> np.ndarray:
+    """uint8 [P, frames, H, W, 3]: for each prompt, the first `frames` frames of the dataset's first
+    episode that starts under that prompt ("" for none, as in `Clips`) and is at least that long."""
+    _check_positive(frames=frames)
+    dataset = load_dataset(data_dir)
+    starts = np.flatnonzero(dataset.first)
+    ends = np.append(starts[1:], len(dataset))   # episodes are contiguous: each ends where the next starts
+    long_enough = [int(s) for s, e in zip(starts, ends) if e - s >= frames]
+    clips = []
+    for prompt in prompts:
+        start = next((s for s in long_enough if dataset.prompt_at(s) == prompt), None)
+        if start is None:
+            raise ValueError(f"{data_dir} has no episode of at least {frames} frames with prompt {prompt!r}")
+        clips.append(dataset.frames[start:start + frames])
+    return np.stack(clips)
 
 
 def iter_clips(directory: str | Path, length: int, batch_size: int, shuffle: bool = True,

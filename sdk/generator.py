@@ -14,7 +14,7 @@ from .codecs import Codec
 from .model import CausalDiT
 from .rollout import MODES, ChunkRollout, Conditioning, HierarchicalRollout, NoiseSource
 from .schedules import MODE_SIGMAS, StepSchedule
-from .text import TextEncoder, unknown_words, vocabulary
+from .text import TextEncoder, prompt_words, unknown_words, vocabulary
 
 
 @dataclass
@@ -36,12 +36,23 @@ def as_list(value, batch_size: int, name: str) -> list:
     return [value] * batch_size
 
 
+def check_start_frames(frames, prompts: list[str], height: int, width: int) -> np.ndarray:
+    """Start frames uint8 [P, T, H, W, 3]: one clip of T real frames per prompt, at the model's resolution."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 5 \
+            or frames.shape[0] != len(prompts) or frames.shape[1] < 1 or frames.shape[2:] != (height, width, 3):
+        got = f"{frames.dtype} {list(frames.shape)}" if isinstance(frames, np.ndarray) else type(frames).__name__
+        raise ValueError(f"start_frames must be uint8 [{len(prompts)}, T, {height}, {width}, 3] "
+                         f"(one clip per trained prompt), got {got}")
+    return frames
+
+
 class StreamGenerator:
     def __init__(self, model: CausalDiT, codec: Codec, text_encoder: TextEncoder, latent_hw: tuple[int, int],
                  mode: str = "diagonal", schedule="4322222", batch_size: int = 1, fps: float = 16.0,
                  window_chunks: int = 2, sink_chunks: int = 1, kv_noise: float | None = None,
                  default_prompt: str = "", extend: str = "cyclic", static_cache: bool = False, sigmas=None,
-                 rope: str = "window", trained_prompts: list[str] | None = None):
+                 rope: str = "window", trained_prompts: list[str] | None = None,
+                 start_frames: np.ndarray | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         if batch_size < 1:
@@ -62,6 +73,9 @@ class StreamGenerator:
         self.latent_shape = (cfg.in_channels, cfg.chunk_frames, *latent_hw)     # one chunk of one stream
         self.frames_per_chunk = cfg.chunk_frames * codec.temporal_factor
         self.height, self.width = latent_hw[0] * codec.spatial_factor, latent_hw[1] * codec.spatial_factor
+        # real frames [P, T, H, W, 3] per trained prompt, offered by start_frames_for(); reset() never uses them
+        self.start_frames = (None if start_frames is None
+                             else check_start_frames(start_frames, self.trained_prompts, self.height, self.width))
         cache_kw = dict(window_chunks=window_chunks, sink_chunks=sink_chunks, static=static_cache, rope=rope)
         if mode == "hierarchical":
             if kv_noise is not None:
@@ -138,6 +152,20 @@ class StreamGenerator:
     def example_prompts(self) -> list[str]:
         """The prompts the model was trained on (empty when its folder does not record them)."""
         return list(self.trained_prompts)
+
+    def start_frames_for(self, prompt: str) -> np.ndarray | None:
+        """Real frames uint8 [T, H, W, 3] to start a stream of `prompt` from, `reset(context_frames=...)`:
+        those of that trained prompt, else of the trained prompt sharing the most words with it (the
+        earliest on a tie), else None (the model ships no start frames, or no trained prompt shares a word)."""
+        if self.start_frames is None:
+            return None
+        if prompt in self.trained_prompts:
+            return self.start_frames[self.trained_prompts.index(prompt)].copy()
+        words = set(prompt_words(prompt))
+        shared = [len(words & set(prompt_words(p))) for p in self.trained_prompts]
+        if max(shared, default=0) == 0:
+            return None
+        return self.start_frames[shared.index(max(shared))].copy()
 
     def vocabulary(self) -> list[str]:
         """Sorted words of the trained prompts: the only words that steer a hash-encoded model."""

@@ -3,19 +3,23 @@
 A model folder (what `streamvideo train` writes, and what ships as "default") holds `streamvideo.json`
 (architecture, codec, text encoder, latent size, fps, schedule, default prompt, the prompts it was trained
 on) and safetensors weights: `model.safetensors`, `codec.safetensors`, optionally `text.safetensors`.
+It may also hold `start_frames.npz` ("frames": uint8 [P, T, H, W, 3]), a few real frames per trained
+prompt that play and the envs start streams from.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .actions import ActionSpec
 from .codecs import PixelCodec, TAEHVCodec
 from .codecs import build as build_codec
-from .generator import StreamGenerator
+from .generator import StreamGenerator, check_start_frames
 from .model import PRESETS, CausalDiT, ModelConfig
 from .text import HashTextEncoder, TextEncoder
 
@@ -23,6 +27,7 @@ PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 GAME_ACTIONS = ActionSpec("discrete", n=6)   # the built-in game: no-op, up, down, left, right, plant
 RANDOM_PRESETS = ("tiny-random", "wan2.1-1.3b")
 MODEL_FILE = "streamvideo.json"
+START_FRAMES_FILE = "start_frames.npz"
 
 
 def preset_names() -> list[str]:
@@ -96,15 +101,23 @@ def text_encoder_from_meta(spec: dict, folder: Path) -> TextEncoder:
 
 
 def save_model_folder(folder, model: CausalDiT, codec, text: dict, latent_hw, fps: float, prompt: str = "",
-                      schedule: str | None = None, extra: dict | None = None, prompts: list[str] | None = None) -> Path:
+                      schedule: str | None = None, extra: dict | None = None, prompts: list[str] | None = None,
+                      start_frames: np.ndarray | None = None) -> Path:
     """Write a model folder that `streamvideo.load(folder)` reads back.
 
     prompts: the prompts the model was trained on; the generator offers them as `example_prompts()` and
     warns about prompt words outside them.
+    start_frames: uint8 [P, T, H, W, 3], T real frames for each of the P prompts (in their order) at the
+    model's resolution; play and the envs start streams from them (`generator.start_frames_for`).
     """
     from safetensors.torch import save_file
     if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts or []):
         raise TypeError(f"prompts must be a list of str, got {prompts!r}")
+    if start_frames is not None:
+        if prompts is None:
+            raise ValueError("start_frames need prompts= (one clip per trained prompt, in their order)")
+        check_start_frames(start_frames, prompts, latent_hw[0] * codec.spatial_factor,
+                           latent_hw[1] * codec.spatial_factor)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"model": model.config.to_dict(), "codec": codec.config(), "text": text, "latent_hw": list(latent_hw),
@@ -115,7 +128,17 @@ def save_model_folder(folder, model: CausalDiT, codec, text: dict, latent_hw, fp
     if codec_state:
         save_file({k: v.contiguous() for k, v in codec_state.items()}, str(folder / "codec.safetensors"))
     (folder / MODEL_FILE).write_text(json.dumps(meta, indent=2))
+    write_start_frames(folder, start_frames)
     return folder
+
+
+def write_start_frames(folder: Path, frames: np.ndarray | None) -> None:
+    """Write (or, with None, remove) the folder's start frames: a stale file would pair a re-saved
+    model's prompts with another run's frames."""
+    if frames is None:
+        (folder / START_FRAMES_FILE).unlink(missing_ok=True)
+    else:
+        np.savez_compressed(folder / START_FRAMES_FILE, frames=frames)
 
 
 def load_parts(name_or_path="default", device=None, dtype=None, random_weights: bool = False, resolution=None):
@@ -153,6 +176,47 @@ def trained_prompts(name_or_path="default") -> list[str]:
     return list(meta.get("prompts") or [])
 
 
+def trained_start_frames(name_or_path="default", prompts: list[str] | None = None) -> np.ndarray | None:
+    """The real start frames uint8 [P, T, H, W, 3] a model folder ships, one clip per trained prompt; None
+    for random presets and folders without them. Reads only start_frames.npz (and streamvideo.json).
+
+    prompts: the clips of these prompts instead, in their order (a training stage saving a derived folder
+    whose prompts may be ordered differently); None, with a warning, when the folder lacks one of them.
+    """
+    name = str(name_or_path)
+    if name in RANDOM_PRESETS:
+        return None
+    folder = find_folder(name)
+    if not (folder / START_FRAMES_FILE).exists():
+        return None
+    with np.load(folder / START_FRAMES_FILE) as data:
+        frames = data["frames"]
+    if prompts is None:
+        return frames
+    recorded = trained_prompts(folder)
+    missing = [p for p in prompts if p not in recorded]
+    if missing:
+        warnings.warn(f"{folder} has no start frames for prompts {missing}; giving none", stacklevel=2)
+        return None
+    return frames[[recorded.index(p) for p in prompts]]
+
+
+def add_start_frames(folder, data_dir) -> Path:
+    """Give an existing model folder start frames: for each of its recorded prompts, the first chunk of
+    frames of the first episode with that prompt in `data_dir` (a `streamvideo collect` dataset)."""
+    from .collect import first_frames
+    folder = find_folder(str(folder))
+    meta = json.loads((folder / MODEL_FILE).read_text())
+    prompts = trained_prompts(folder)
+    if not prompts:
+        raise ValueError(f"{folder / MODEL_FILE} records no trained prompts to pair start frames with")
+    codec = build_codec(**meta["codec"])
+    frames = first_frames(data_dir, prompts, frames=meta["model"]["chunk_frames"] * codec.temporal_factor)
+    height, width = (n * codec.spatial_factor for n in meta["latent_hw"])
+    write_start_frames(folder, check_start_frames(frames, prompts, height, width))
+    return folder
+
+
 def generator_from_parts(parts, mode: str = "diagonal", schedule=None, **kw) -> StreamGenerator:
     model, codec, text, latent_hw, fps, prompt, own_schedule = parts
     if schedule is None:
@@ -178,9 +242,11 @@ def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal"
     window_chunks, sink_chunks: the attention window, as the release: 1 sink chunk + 2 previous chunks + the
             current one (12 latent frames). rope: "window" (positions relative to the window, for unbounded
             streams) or "absolute" (chunk k at position k, the release's default inference).
-    A model folder's recorded training prompts become the generator's `example_prompts()` and vocabulary.
+    A model folder's recorded training prompts become the generator's `example_prompts()` and vocabulary,
+    its start frames (if any) the generator's `start_frames_for(prompt)`.
     """
     parts = load_parts(name_or_path, device, dtype, random_weights, resolution)
     return generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,
                                 sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend, sigmas=sigmas, rope=rope,
-                                trained_prompts=trained_prompts(name_or_path))
+                                trained_prompts=trained_prompts(name_or_path),
+                                start_frames=trained_start_frames(name_or_path))
