@@ -7,6 +7,11 @@
 
 Without `prompt=` the env starts from the model's own default prompt (`generator.default_prompt`).
 
+A model folder that ships start frames (a few real frames per trained prompt) starts every episode from
+those of the prompt (`generator.start_frames_for`) unless reset's options give "context_frames" or the
+env is made with `start_frames=False`. As with explicit context frames, reset() then returns the first
+chunk generated after them (its info "chunk" counts the start frames' chunks), not the frames themselves.
+
 info holds "chunk" (index in the episode), "nfe" (network evaluations spent on it) and "prompt";
 with `timing_info=True` also "seconds", the chunk's generation wall time. That one is off by default:
 it differs from run to run, so Gymnasium's env checker would reject the env as non-deterministic.
@@ -89,7 +94,7 @@ class StreamVideoEnv(gym.Env):
     def __init__(self, model="default", prompt: str | None = None, device: str | None = None,
                  mode: str | None = None, schedule: str | None = None, render_mode: str | None = None,
                  reward_fn: RewardFn | None = None, terminate_fn: TerminateFn | None = None,
-                 timing_info: bool = False):
+                 timing_info: bool = False, start_frames: bool = True):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
@@ -101,20 +106,24 @@ class StreamVideoEnv(gym.Env):
         self.reward_fn = reward_fn
         self.terminate_fn = terminate_fn
         self.timing_info = timing_info
+        self.use_start_frames = start_frames
         self.prompt = self.generator.default_prompt if prompt is None else prompt  # None: the model's own
         self._frames: np.ndarray | None = None  # the latest chunk
         self._window = None  # human render window, opened on first use
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start a new stream and return its first chunk.
+        """Start a new stream and return its first generated chunk.
 
-        options: "prompt" (kept for later episodes), "context_frames" (uint8 [N,H,W,3] to continue from).
+        options: "prompt" (kept for later episodes), "context_frames" (uint8 [N,H,W,3] to continue from;
+        without them, the model's start frames for the prompt, if it has any and `start_frames=True`).
         """
         super().reset(seed=seed)
         options = check_reset_options(options)
         self.prompt = options.get("prompt", self.prompt)
         stream_seed = int(self.np_random.integers(2**31))
         context = options.get("context_frames")
+        if context is None and self.use_start_frames:
+            context = self.generator.start_frames_for(self.prompt)
         self.generator.reset(prompt=self.prompt, seed=stream_seed, context_frames=context)
         return self._advance(self.generator.action_spec.noop())
 

@@ -10,6 +10,12 @@ Each stream has its own KV cache, prompt, seed and episode counter; infos, rewar
 next-step mode (`AutoresetMode.NEXT_STEP`): the step after a stream's episode ends, that stream ignores
 its action and returns the first chunk of a new episode (reward 0, not done), generated in the same
 batched pass as the other streams' next chunks.
+
+reset() starts every stream from the model's start frames for its prompt, as StreamVideoEnv does (and
+returns the first chunks generated after them), when the model ships start frames for every stream's
+prompt, the options give no "context_frames" and the env is made with `start_frames=True` (the
+default). Autoreset streams restart from their prompt alone: the generator writes context frames to
+all streams of a batch at once, never to a few of them.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class StreamVideoVectorEnv(VectorEnv):
                  device: str | None = None, mode: str | None = None, schedule: str | None = None,
                  render_mode: str | None = None, reward_fn: RewardFn | None = None,
                  terminate_fn: TerminateFn | None = None, timing_info: bool = False,
-                 max_episode_steps: int | None = None):
+                 max_episode_steps: int | None = None, start_frames: bool = True):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"the batched vector env renders only 'rgb_array' (or None), "
                              f"got render_mode={render_mode!r}")
@@ -68,6 +74,7 @@ class StreamVideoVectorEnv(VectorEnv):
         self.terminate_fn = terminate_fn
         self.timing_info = timing_info
         self.max_episode_steps = max_episode_steps
+        self.use_start_frames = start_frames
         # None: the model's own default prompt
         self.prompts = per_stream_prompts(self.generator.default_prompt if prompt is None else prompt, num_envs)
         self._stream_rngs = [seeding.np_random()[0] for _ in range(num_envs)]
@@ -76,9 +83,10 @@ class StreamVideoVectorEnv(VectorEnv):
         self._frames: np.ndarray | None = None           # latest chunks [N, T, H, W, 3]
 
     def reset(self, *, seed=None, options: dict | None = None):
-        """Reset every stream and return their first chunks.
+        """Reset every stream and return their first generated chunks.
 
-        options: "prompt" (a str or one per stream, kept for later episodes), "context_frames".
+        options: "prompt" (a str or one per stream, kept for later episodes), "context_frames" (uint8
+        [N, T, H, W, 3]; without them, the model's start frames for each stream's prompt, see the module doc).
         """
         super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         if options and "reset_mask" in options:
@@ -89,8 +97,11 @@ class StreamVideoVectorEnv(VectorEnv):
         for i, stream_seed in enumerate(per_stream_seeds(seed, self.num_envs)):
             if stream_seed is not None:  # an unseeded stream keeps drawing from its own generator
                 self._stream_rngs[i] = seeding.np_random(stream_seed)[0]
+        context = options.get("context_frames")
+        if context is None and self.use_start_frames:
+            context = self._start_frames()
         self.generator.reset(prompt=list(self.prompts), seed=self._draw_seeds(range(self.num_envs)),
-                             context_frames=options.get("context_frames"))
+                             context_frames=context)
         self._elapsed[:] = 0
         self._autoreset[:] = False
         frames, stream_infos = self._advance([self.generator.action_spec.noop()] * self.num_envs)
@@ -148,6 +159,12 @@ class StreamVideoVectorEnv(VectorEnv):
             raise ValueError(f"expected one action per stream ({self.num_envs} in all) from "
                              f"{self.action_space}, got an array of shape {actions.shape}")
         return [spec.validate(a) for a in actions.tolist()]  # Python values read best in error messages
+
+    def _start_frames(self) -> np.ndarray | None:
+        """[N, T, H, W, 3]: the model's start frames for every stream's prompt; None unless all have them
+        (one batched context write covers every stream)."""
+        clips = [self.generator.start_frames_for(p) for p in self.prompts]
+        return None if any(c is None for c in clips) else np.stack(clips)
 
     def _draw_seeds(self, streams) -> list[int]:
         return [int(self._stream_rngs[i].integers(2**31)) for i in streams]

@@ -5,6 +5,10 @@ model's frame rate. The worker starts a chunk as soon as the one before it goes 
 ahead, no more) and reads the latest key state when it starts, so play is smooth and input lag stays
 near one chunk.
 
+A model folder that ships start frames (a few real frames per trained prompt) starts every stream,
+and every reset, from those of the prompt (`generator.start_frames_for`), so the first chunk continues a
+real scene instead of inventing one from noise; `--no-start-frames` starts from the text alone.
+
 Keys: the model's actions (arrows / WASD / space..., listed on the help overlay), Enter to type a new
 prompt (Enter again applies it from the next chunk, Esc cancels), R reset, P pause, F12 screenshot,
 H help, Esc quit.
@@ -58,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no window (SDL dummy driver): play a scripted key sequence and print a summary")
     parser.add_argument("--frames", type=int, default=None,
                         help=f"stop after this many frames (headless default: {HEADLESS_FRAMES})")
+    parser.add_argument("--no-start-frames", dest="start_frames", action="store_false",
+                        help="start streams from the prompt alone, not from the model's real start frames")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     generator, model_name = load_model(args)
     frames = args.frames or (HEADLESS_FRAMES if args.headless else None)
     session = PlaySession(generator, model_name, prompt=args.prompt, seed=args.seed, scale=args.scale,
-                          record=args.record, paced=not args.headless)
+                          record=args.record, paced=not args.headless, start_frames=args.start_frames)
     script = demo_script(session.keymap, frames) if args.headless else None
     summary = session.run(max_frames=frames, script=script)
     print("\n".join(summary.lines()))
@@ -84,6 +90,15 @@ def load_model(args: argparse.Namespace):
         name = FALLBACK_MODEL
     settings = {k: v for k, v in dict(mode=args.mode, schedule=args.schedule).items() if v is not None}
     return streamvideo.load(name, device=args.device, **settings), name
+
+
+def start_stream(generator, prompt: str | None, seed: int, start_frames: bool) -> int:
+    """Reset the generator, from the model's start frames of the prompt when asked and available;
+    returns how many real frames the stream starts from (0: from the prompt alone)."""
+    prompt = generator.default_prompt if prompt is None else prompt
+    context = generator.start_frames_for(prompt) if start_frames else None
+    generator.reset(prompt=prompt, seed=seed, context_frames=context)
+    return 0 if context is None else len(context)
 
 
 # ------------------------------------------------------------------------------------ shared input state
@@ -156,10 +171,10 @@ class Generated:
 class ChunkWorker(threading.Thread):
     """Generates chunks one ahead of the display; errors are re-raised in the main thread by `take`."""
 
-    def __init__(self, generator, keymap: KeyMap, controls: Controls, seed: int):
+    def __init__(self, generator, keymap: KeyMap, controls: Controls, seed: int, start_frames: bool = True):
         super().__init__(name="streamvideo-generate", daemon=True)
         self.generator, self.keymap, self.controls = generator, keymap, controls
-        self.seed = seed
+        self.seed, self.start_frames = seed, start_frames
         self.chunks: queue.Queue[Generated] = queue.Queue()
         self.free_slots = threading.Semaphore(1)  # chunks generated but not yet taken by the display
         self.stopping = threading.Event()
@@ -197,7 +212,7 @@ class ChunkWorker(threading.Thread):
     def _generate(self, request: Request) -> Generated:
         if request.reset:
             self.seed += 1
-            self.generator.reset(prompt=self.generator.prompt, seed=self.seed)
+            start_stream(self.generator, self.generator.prompt, self.seed, self.start_frames)
         if request.prompt is not None:
             self.generator.set_prompt(request.prompt)
         action = self.keymap.action(request.keys)
@@ -218,6 +233,7 @@ class PlaySummary:
     stalls: int                         # display ticks that had no new frame ready (paced play only)
     prompt_changes: list[tuple[int, str]]  # (frame, prompt) typed by the player
     video: Path | None
+    start_frames: int = 0               # real frames the first stream started from (0: the prompt alone)
 
     def lines(self) -> list[str]:
         seconds = np.array([c.seconds for c in self.chunks]) if self.chunks else np.zeros(1)
@@ -233,6 +249,8 @@ class PlaySummary:
         if self.chunks:
             changes = "".join(f", then {prompt!r} (typed at frame {frame})" for frame, prompt in self.prompt_changes)
             lines.append(f"  prompt      {self.chunks[0].prompt!r}{changes}")
+        if self.start_frames:
+            lines.append(f"  start       from the model's {self.start_frames} real start frames for the prompt")
         if self.video is not None:
             lines.append(f"  video       {self.video} ({self.frames_shown} frames)")
         return lines
@@ -244,17 +262,18 @@ class PlaySession:
     """Window, HUD and input on the main thread; generation on a `ChunkWorker`.
 
     `paced=False` shows frames as fast as they are generated (headless runs and tests).
+    `start_frames=False` starts streams from the prompt alone, not from the model's start frames.
     """
 
     def __init__(self, generator, model_name: str, prompt: str | None = None, seed: int = 0,
                  scale: int | None = None, record: str | None = None, paced: bool = True,
-                 screenshot_dir: str | Path = "."):
-        generator.reset(prompt=prompt, seed=seed)
+                 screenshot_dir: str | Path = ".", start_frames: bool = True):
+        self.start_frames = start_stream(generator, prompt, seed, start_frames)
         self.generator, self.model_name, self.paced = generator, model_name, paced
         self.fps = generator.fps
         self.keymap = KeyMap(generator.action_spec)
         self.controls = Controls()
-        self.worker = ChunkWorker(generator, self.keymap, self.controls, seed)
+        self.worker = ChunkWorker(generator, self.keymap, self.controls, seed, start_frames)
         self.scale = scale or max(1, 512 // max(generator.height, generator.width))
         pygame.display.init()
         pygame.font.init()
@@ -299,7 +318,8 @@ class PlaySession:
             pygame.display.quit()
         setting = f"{self.generator.mode}, {self.generator.device}"
         return PlaySummary(self.model_name, setting, self.shown, time.perf_counter() - start, self.chunks,
-                           self.stalls, self.prompt_changes, self.recorder.path if self.recorder else None)
+                           self.stalls, self.prompt_changes, self.recorder.path if self.recorder else None,
+                           self.start_frames)
 
     # ---------------------------------------------------------------- input
 
