@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .. import flow
 from ..model import CausalDiT
-from ..presets import from_folder, save_model_folder
+from ..presets import from_folder, save_model_folder, trained_start_frames
 from ..rollout import Conditioning, predict_x0, write_pass
 from ..schedules import StepSchedule
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
@@ -201,6 +201,7 @@ def run(namespace) -> int:
     if run.finished:
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
                                    schedule=args.schedule, prompts=pairs["prompts"],
-                                   extra={"role": "student", "kv_noise": kv_level})
+                                   extra={"role": "student", "kv_noise": kv_level},
+                                   start_frames=trained_start_frames(args.student, pairs["prompts"]))
         print(f"distilled student -> {folder}")
     return 0

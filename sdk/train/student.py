@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import flow
-from ..presets import from_folder, save_model_folder
+from ..presets import from_folder, save_model_folder, trained_start_frames
 from ..schedules import DIAGONAL_SIGMAS
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, text_encoder
@@ -98,6 +98,7 @@ def run(namespace) -> int:
             run.log(loss=loss.item())
     if run.finished:
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
-                                   schedule=args.schedule, prompts=pairs["prompts"], extra={"role": "student"})
+                                   schedule=args.schedule, prompts=pairs["prompts"], extra={"role": "student"},
+                                   start_frames=trained_start_frames(args.teacher, pairs["prompts"]))
         print(f"student -> {folder}")
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .. import flow
+from ..collect import first_frames
 from ..model import CausalDiT, ModelConfig
 from ..presets import GAME_ACTIONS, save_model_folder
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
@@ -124,6 +125,8 @@ def run(namespace) -> int:
     args.start()
     codec = load_codec(args.codec)
     clips = cached_latent_clips(args.codec, args.data, args.episode_chunks * args.chunk_frames * codec.temporal_factor)
+    # one chunk of real frames per prompt for the model folder, read now so a bad dataset fails before training
+    start_frames = first_frames(args.data, clips.prompts, args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
     model = CausalDiT(model_config(args, codec.latent_channels))
     ema = ema_copy(model)
@@ -146,6 +149,7 @@ def run(namespace) -> int:
     if run.finished:
         folder = save_model_folder(Path(args.out) / "model", ema, codec, TEXT_SPEC, clips.latents.shape[-2:],
                                    args.fps, clips.prompts[0], schedule=[args.sample_steps], prompts=clips.prompts,
+                                   start_frames=start_frames,
                                    extra={"role": "teacher", "sample_steps": args.sample_steps,
                                           "clip_chunks": args.clip_chunks})
         print(f"teacher -> {folder}")
