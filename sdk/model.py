@@ -224,10 +224,10 @@ class StreamContext:
 
     def __init__(self, rope, self_mask, cache: KVCache | None = None, cache_rope=None, cache_slots: int = 0,
                  write_tokens: int = 0):
-        self.rope = rope                  # (cos, sin) for the input tokens
+        self.rope = rope                  # complex rotations of the input tokens
         self.self_mask = self_mask        # bool mask over the keys ([cache keys |] input keys), None = all visible
         self.cache = cache
-        self.cache_rope = cache_rope      # (cos, sin) for the cached keys
+        self.cache_rope = cache_rope      # complex rotations of the cached keys
         self.cache_slots = cache_slots    # cache slots every layer reads (fixed when the pass begins)
         self.write_tokens = write_tokens  # leading input tokens whose K/V go into the cache
 
@@ -248,13 +248,13 @@ class WanBlock(nn.Module):
 
     def self_attention(self, x: torch.Tensor, layer: int, ctx: StreamContext) -> torch.Tensor:
         q, k, v = self.attn1.project(x, x)
-        k_rot = apply_rope(k, *ctx.rope)
-        q = apply_rope(q, *ctx.rope)
+        k_rot = apply_rope(k, ctx.rope)
+        q = apply_rope(q, ctx.rope)
         if ctx.cache is None:
             return self.attn1.attend(q, k_rot, v, ctx.self_mask)
         k_old, v_old = ctx.cache.read(layer, ctx.cache_slots)
         # join before writing: the write may land in a slot the read views (the ring's oldest chunk)
-        keys = torch.cat([apply_rope(k_old, *ctx.cache_rope), k_rot], dim=1)
+        keys = torch.cat([apply_rope(k_old, ctx.cache_rope), k_rot], dim=1)
         values = torch.cat([v_old, v], dim=1)
         if ctx.write_tokens:
             ctx.cache.write(layer, k[:, :ctx.write_tokens], v[:, :ctx.write_tokens])
@@ -384,7 +384,7 @@ class CausalDiT(nn.Module):
         newest = in_chunks[:, -1:]
         S, W, mode = cache.sink_chunks, cache.window_chunks, cache.rope
 
-        def chunk_rope(chunks):   # [B, n] chunk indices -> (cos, sin) for all their tokens
+        def chunk_rope(chunks):   # [B, n] chunk indices -> rotations of all their tokens
             first = rope_chunk_position(chunks, newest, S, W, mode) * chunk_fp             # [B, n]
             frames = (first[:, :, None] + torch.arange(chunk_fp, device=device)).flatten(1)
             return rope_angles(frames, hp, wp, cfg.head_dim, cfg.rope_theta)

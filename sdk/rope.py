@@ -23,11 +23,11 @@ def axis_frequencies(dim: int, theta: float, device) -> torch.Tensor:
 
 
 def rope_angles(frame_pos: torch.Tensor, height: int, width: int, head_dim: int,
-                theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin for every token of a latent grid.
+                theta: float = 10000.0) -> torch.Tensor:
+    """Unit rotations e^(i * angle) for every token of a latent grid.
 
     frame_pos: [B, F] absolute frame positions (any size, any offset).
-    returns cos, sin: [B, F*height*width, 1, head_dim/2] float32 (token order f, h, w).
+    returns [B, F*height*width, 1, head_dim/2] complex64 (token order f, h, w).
     """
     device = frame_pos.device
     t_dim, h_dim, w_dim = axis_split(head_dim)
@@ -41,11 +41,11 @@ def rope_angles(frame_pos: torch.Tensor, height: int, width: int, head_dim: int,
         ang_h[None, None, :, None, :].expand(*grid, -1),
         ang_w[None, None, None, :, :].expand(*grid, -1),
     ], dim=-1).reshape(batch, frames * height * width, 1, head_dim // 2)
-    return angles.cos().float(), angles.sin().float()
+    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (0,1), (2,3), ... of x [B, N, heads, head_dim]."""
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)       # [B, N, heads, head_dim/2] each
-    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return rotated.flatten(-2).type_as(x)
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (0,1), (2,3), ... of x [B, N, heads, head_dim] (one complex multiply:
+    a third of the time of the cos/sin form on the CPU, where RoPE was ~12 % of a chunk)."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())   # [B, N, heads, head_dim/2]
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
