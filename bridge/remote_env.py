@@ -24,6 +24,7 @@ class RemoteGenerator(streamvideo.StreamGenerator):
     """
 
     batch_size = 1
+    start_frames = None   # the model's files live with the server: remote streams start from text or given frames
 
     def __init__(self, session: Session):  # StreamGenerator.__init__ deliberately not called
         self.session = session
