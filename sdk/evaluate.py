@@ -352,6 +352,12 @@ def drift(gen, s: Setting, speed: Speed, args) -> dict:
             "slope_percent_per_minute": {k: slope_percent_per_minute([g[k] for g in segments], minutes) for k in keys}}
 
 
+def supports_recache(gen) -> bool:
+    """Recache re-encodes the window from the stored cache inputs of diagonal mode, which a model
+    distilled with a clean (or t_c) KV cache does not keep."""
+    return getattr(getattr(gen, "rollout", None), "kv_noise", None) is None
+
+
 def evaluate(gen, s: Setting, args) -> tuple[dict, dict]:
     """Every measure of one generator (a model or a baseline) -> (result, what the figures show)."""
     speed = Speed()
@@ -364,6 +370,9 @@ def evaluate(gen, s: Setting, args) -> tuple[dict, dict]:
         result["prompt_following"] = {}
         for recache in (False, True):
             key = "recache" if recache else "no_recache"
+            if recache and not supports_recache(gen):
+                result["prompt_following"][key] = None   # shown as "-" in table.md
+                continue
             result["prompt_following"][key], figures["switch"][key] = prompt_following(gen, s, speed, recache)
     if s.memory:
         result["memory"] = memory(s, [generate(gen, r, speed) for r in s.memory])

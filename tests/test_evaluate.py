@@ -146,3 +146,10 @@ def test_cli_end_to_end_on_tiny_random(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert "| tiny-random |" in table and "baseline: copy last frame" in table and "baseline: theme mean frame" in table
     assert "Detectors on real frames" in table and "chance" in table and "Torch CPU threads: 1" in table
+
+
+def test_recache_is_measured_only_where_the_generator_keeps_the_cache_inputs():
+    import streamvideo
+    from streamvideo.evaluate import supports_recache
+    assert supports_recache(streamvideo.load("tiny-random", device="cpu"))
+    assert not supports_recache(streamvideo.load("tiny-random", device="cpu", kv_noise=0.0))   # clean-KV models
