@@ -65,11 +65,11 @@ def flow_matching_loss(model: CausalDiT, x0, ctx, cond: ClipCond, sigma=None, ca
 
 
 @torch.no_grad()
-def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record=(), causal: bool = True):
-    """The teacher's many-step Euler sampler over whole clips, context frames held clean.
+def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record=()):
+    """The causal teacher's many-step Euler sampler over whole clips, context frames held clean.
 
-    causal: block-causal attention (the causal teacher; all chunks descend the grid together, each
-    seeing the earlier ones at its own level, a case the teacher trains on with `sync_prob`).
+    Block-causal: all chunks descend the grid together, each seeing the earlier ones at its own level,
+    a case the teacher trains on with `sync_prob`.
     x0_ctx [B, C, F, h, w] (only its context frames are read); ctx [B, F] bool; record: noise levels sigma
     at which to keep the state (they are added to the grid of `steps` shift-warped levels).
     returns (x0 [B, C, F, h, w], {sigma: x_sigma} for the recorded levels).
@@ -82,7 +82,7 @@ def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record
     for s_now, s_next in zip(grid[:-1], grid[1:]):
         if s_now in record:
             states[s_now] = x.clone()
-        v = velocity(model, x, torch.where(ctx, 0.0, s_now), cond, causal)
+        v = velocity(model, x, torch.where(ctx, 0.0, s_now), cond, causal=True)
         x = x + (s_next - s_now) * v * weight
     return x, states
 

@@ -149,8 +149,6 @@ def run(namespace) -> int:
     if run.finished:
         folder = save_model_folder(Path(args.out) / "model", ema, codec, TEXT_SPEC, clips.latents.shape[-2:],
                                    args.fps, clips.prompts[0], schedule=[args.sample_steps], prompts=clips.prompts,
-                                   start_frames=start_frames,
-                                   extra={"role": "teacher", "sample_steps": args.sample_steps,
-                                          "clip_chunks": args.clip_chunks})
+                                   start_frames=start_frames, extra={"role": "teacher"})
         print(f"teacher -> {folder}")
     return 0
