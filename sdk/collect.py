@@ -126,7 +126,7 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise CollectError(f"unknown Gymnasium env id {env_id!r} ({err}){hint}") from err
-    except TypeError as err:  # the env's constructor rejected render_mode or one of env_kwargs
+    except (TypeError, ValueError) as err:  # the env's constructor rejected render_mode or an env kwarg
         raise CollectError(f"cannot create {env_id!r} with render_mode='rgb_array' and "
                            f"env kwargs {env_kwargs or {}}: {err}") from err
     modes = env.metadata.get("render_modes", [])

@@ -114,6 +114,8 @@ def test_errors_name_the_bad_value_and_the_choices(tmp_path):
         collect(GAME_ID, steps=5, policy="greedy", out=tmp_path / "b", progress=False)
     with pytest.raises(CollectError, match="steps must be a positive integer, got 0"):
         collect(GAME_ID, steps=0, out=tmp_path / "c", progress=False)
+    with pytest.raises(CollectError, match=r"env kwargs \{'themes': \[999\]\}: themes must be .* in \[0, 192\)"):
+        collect(GAME_ID, steps=5, out=tmp_path / "d", progress=False, env_kwargs={"themes": [999]})
 
 
 @pytest.mark.filterwarnings("ignore:.*not in the possible render_modes")
