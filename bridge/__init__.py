@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Client": "client", "Session": "client", "Stream": "client", "RemoteChunk": "client",
+    "Client": "client", "Session": "client", "Stream": "client", "StreamEnded": "client", "RemoteChunk": "client",
     "Server": "server", "ServerConfig": "server",
     "RemoteEnv": "remote_env", "RemoteGenerator": "remote_env",
     "BridgeError": "protocol", "Limits": "protocol", "PROTOCOL_VERSION": "protocol",

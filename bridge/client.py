@@ -57,7 +57,7 @@ class Client:
         self.async_errors: list[dict] = []  # errors answering requests sent with wait=False (latest 16)
         self._sock = self._socket(zmq.DEALER)
         self._sock.maxmsgsize = CLIENT_MAX_MESSAGE
-        self._monitor = self._sock.get_monitor_socket(AUTH_EVENTS) if self._curve else None
+        self._monitor = self._sock.get_monitor_socket(AUTH_EVENTS)  # a refused handshake fails fast
         self._sock.connect(address)
         self._last_sent = time.monotonic()
         try:
@@ -122,10 +122,15 @@ class Client:
 
     def _check_auth(self) -> None:
         event = recv_monitor_message(self._monitor)
-        if event["event"] & AUTH_EVENTS:
-            raise BridgeError("auth_failed", f"{self.address} refused the CURVE handshake (event "
-                                             f"{event['event']}): is this client's public key in the "
-                                             f"server's authorized_clients/ and the server key right?")
+        if not event["event"] & AUTH_EVENTS:
+            return
+        if self._curve is None:
+            raise BridgeError("auth_failed", f"{self.address} refused a plaintext handshake: the server "
+                                             f"probably requires CURVE (serve --curve-keys); pass "
+                                             f"server_key=server.key and client_key=NAME.key_secret")
+        raise BridgeError("auth_failed", f"{self.address} refused the CURVE handshake (event "
+                                         f"{event['event']}): is this client's public key in the "
+                                         f"server's authorized_clients/ and the server key right?")
 
     def drain(self) -> None:
         """Read and drop whatever replies are waiting (fire-and-forget requests), without blocking."""
@@ -189,16 +194,18 @@ class Session:
 
     def __init__(self, client: Client, info: dict):
         self.client, self.info = client, info
-        self.id: str = info["session"]
+        self.id: str = info["session"]          # the session's secret: whoever holds it can drive the session
+        self.topic: str = info["topic"]         # its stream topic: lets a subscriber watch, nothing more
         self.frames_per_chunk, self.height, self.width = info["frames_per_chunk"], info["height"], info["width"]
         self.fps: float = info["fps"]
 
-    def reset(self, prompt: str | None = None, seed: int | None = None, context_frames=None) -> None:
+    def reset(self, prompt: str | None = None, seed: int | None = None, context_frames=None) -> int:
+        """Restart the stream (seed None: a new random state); returns the index the next step will have."""
         buffers: list = []
         fields = {k: v for k, v in dict(prompt=prompt, seed=seed).items() if v is not None}
         if context_frames is not None:
             fields["context_frames"] = P.encode_array(np.asarray(context_frames, np.uint8), buffers)
-        self._call("reset", buffers, **fields)
+        return self._call("reset", buffers, **fields)[0]["next_index"]
 
     def step(self, action=None) -> RemoteChunk:
         buffers: list = []
@@ -217,7 +224,7 @@ class Session:
 
         on=False stops it (returns None). fps: frames per second to generate at (0: as fast as possible).
         """
-        subscriber = Stream(self.client, self.id, hwm, rcvbuf) if on else None
+        subscriber = Stream(self.client, self.topic, hwm, rcvbuf) if on else None
         fields = {"on": on} if fps is None else {"on": on, "fps": float(fps)}
         try:
             self._call("stream", **fields)
@@ -245,10 +252,21 @@ class Session:
         return self.client.request(op, buffers, session=self.id, **fields)
 
 
-class Stream:
-    """A subscription to one session's real-time chunks (lossy: a slow reader gets the newest ones)."""
+class StreamEnded(BridgeError):
+    """The server ended a real-time stream: `reason` is stopped | closed | idle_timeout | error."""
 
-    def __init__(self, client: Client, session_id: str, hwm: int = 2, rcvbuf: int | None = None):
+    def __init__(self, reason: str, message: str, index: int):
+        super().__init__("stream_ended", f"stream ended ({reason}) after chunk {index}: {message}")
+        self.reason, self.index = reason, index
+
+
+class Stream:
+    """A subscription to one session's real-time chunks (lossy: a slow reader gets the newest ones).
+
+    recv() and latest() raise StreamEnded once the server ends the stream (stopped, closed, idle timeout or
+    a failed chunk)."""
+
+    def __init__(self, client: Client, topic: str, hwm: int = 2, rcvbuf: int | None = None):
         """hwm: chunks queued in ZeroMQ; rcvbuf: kernel receive buffer in bytes (None: the OS default)."""
         self.client = client
         self.sock = client._socket(zmq.SUB)
@@ -256,7 +274,7 @@ class Stream:
         if rcvbuf is not None:
             self.sock.rcvbuf = rcvbuf
         self.sock.maxmsgsize = CLIENT_MAX_MESSAGE
-        self.sock.setsockopt(zmq.SUBSCRIBE, session_id.encode())
+        self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self.sock.connect(client._stream_address())
 
     def recv(self, timeout: float | None = None) -> RemoteChunk | None:
@@ -282,8 +300,8 @@ class Stream:
     def _read(self) -> RemoteChunk:
         frames = self.sock.recv_multipart(copy=False)
         header, out = P.unpack(frames[1:], P.Limits(max_array_bytes=CLIENT_MAX_MESSAGE))
-        if "error" in header:
-            raise BridgeError(header["error"]["code"], header["error"]["message"])
+        if "end" in header:
+            raise StreamEnded(header["end"]["reason"], header["end"]["message"], header["index"])
         return _chunk(header, [f.buffer for f in out])
 
     def close(self) -> None:

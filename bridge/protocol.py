@@ -1,4 +1,4 @@
-"""Bridge protocol v1 (see PROTOCOL.md): message framing, request validation, arrays, chunks, errors.
+"""Bridge protocol v1.1 (see PROTOCOL.md): message framing, request validation, arrays, chunks, errors.
 
 Pure functions over bytes and Python values; no sockets here. Both the server and the client use it.
 """
@@ -13,20 +13,29 @@ from dataclasses import asdict, dataclass
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
+OLDEST_MINOR = 1           # 1.0 clients subscribe to the session id, which 1.1 never publishes: refused at hello
 SESSION_ID = re.compile(r"[0-9a-f]{32}")
 VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
 MAX_REQUEST_ID = 2**63
+MAX_SEED = 2**63 - 1
 ENCODINGS = ("raw", "jpeg")
 DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32",
                     "uint64", "int64", "float16", "float32", "float64"})
 MAX_DIMS = 8
 MAX_ACTION_ITEMS = 1024
 MAX_SESSIONS_PER_PING = 64
+MAX_NAME_CHARS = 256       # client, model, mode, schedule
+MAX_FPS = 1000.0
+# MessagePack decoder limits on the header (arrays travel in buffers, not in the header)
+MAX_HEADER_LIST = 1 << 16
+MAX_HEADER_MAP = 1024
+MAX_HEADER_DEPTH = 1024    # msgpack-python's fixed parser stack
 
 ERROR_CODES = ("bad_message", "unknown_op", "bad_type", "bad_action", "bad_array", "too_large",
                "version_mismatch", "handshake_required", "unknown_session", "unknown_model",
                "server_full", "busy", "bad_state", "internal")
+END_REASONS = ("stopped", "closed", "idle_timeout", "reset", "error")   # why a real-time stream ended
 
 
 class BridgeError(Exception):
@@ -35,10 +44,11 @@ class BridgeError(Exception):
     Client-side only codes: `timeout` (no reply in time), `auth_failed` (CURVE key refused).
     """
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, request_id=None):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.request_id = request_id   # the id of a request whose header failed to decode, when readable
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,17 @@ class Limits:
     max_array_bytes: int = 32 << 20     # larger arrays are answered with too_large
     max_pending: int = 8                # queued requests per session
     max_prompt_chars: int = 4096
+    max_context_frames: int = 1024      # frames a reset may carry
     stream_hwm: int = 2                 # PUB high-water mark, in messages per subscriber
     stream_sndbuf: int = 256 << 10      # kernel send buffer per subscriber (bounds stale frames queued)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Every limit a client can hit: this server's settings and the protocol's fixed bounds."""
+        return {**asdict(self), "max_name_chars": MAX_NAME_CHARS, "max_fps": MAX_FPS,
+                "max_action_items": MAX_ACTION_ITEMS, "max_array_dims": MAX_DIMS,
+                "max_sessions_per_ping": MAX_SESSIONS_PER_PING, "max_header_list": MAX_HEADER_LIST,
+                "max_header_map": MAX_HEADER_MAP, "max_header_depth": MAX_HEADER_DEPTH,
+                "max_request_id": MAX_REQUEST_ID - 1, "max_seed": MAX_SEED}
 
 
 # ----------------------------------------------------------------------------- framing
@@ -68,14 +84,33 @@ def unpack(frames: list, limits: Limits) -> tuple[dict, list]:
     if not frames:
         raise BridgeError("bad_message", "empty message: expected [header, buffers...]")
     cap = limits.max_array_bytes
+    data = bytes(frames[0])
     try:
-        header = msgpack.unpackb(bytes(frames[0]), raw=False, strict_map_key=True, max_str_len=cap,
-                                 max_bin_len=cap, max_array_len=1 << 16, max_map_len=1024, max_ext_len=0)
+        header = msgpack.unpackb(data, raw=False, strict_map_key=True, max_str_len=cap, max_bin_len=cap,
+                                 max_array_len=MAX_HEADER_LIST, max_map_len=MAX_HEADER_MAP, max_ext_len=0)
     except Exception as err:  # msgpack raises many types (ValueError, ExtraData, StackError, ...)
-        raise BridgeError("bad_message", f"header is not valid MessagePack: {type(err).__name__}: {err}") from None
+        raise BridgeError("bad_message", f"header is not valid MessagePack within the decoder limits "
+                                         f"(hello.limits max_header_*): {type(err).__name__}: {err}",
+                          request_id=salvage_id(data)) from None
     if not isinstance(header, dict):
         raise BridgeError("bad_message", f"header must be a MessagePack map, got {type(header).__name__}")
     return header, list(frames[1:])
+
+
+def salvage_id(data: bytes):
+    """The `id` of a header the strict decoder refused (too big, too deep, ext types, odd keys), so the error
+    reply can still carry it; None when no valid id can be read before the fault."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data) + 1)
+    unpacker.feed(data)
+    try:
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key == "id":
+                return request_id({"id": unpacker.unpack()})
+            unpacker.skip()
+    except Exception:  # the fault itself, before any id
+        pass
+    return None
 
 
 def _plain(value):
@@ -107,7 +142,7 @@ def encode_array(array: np.ndarray, buffers: list | None = None) -> dict:
     if buffers is None:
         out["data"] = array.tobytes()
     else:
-        buffers.append(memoryview(array).cast("B"))
+        buffers.append(memoryview(array).cast("B") if array.size else b"")  # memoryview cannot cast empty shapes
         out["buffer"] = len(buffers)
     return out
 
@@ -255,9 +290,9 @@ def _raw(name, value, limits):
     return value
 
 
-_SEED = _integer(0, 2**63 - 1)
+_SEED = _integer(0, MAX_SEED)
 _PROMPT = _string()
-_NAME = _string(max_chars=256)
+_NAME = _string(max_chars=MAX_NAME_CHARS)
 
 # op -> {field: (checker, required)}
 OPS = {
@@ -272,7 +307,7 @@ OPS = {
     "stats": {"session": (_session, False)},
     "close": {"session": (_session, True)},
     "ping": {"sessions": (_sessions, False)},
-    "stream": {"session": (_session, True), "on": (_boolean, False), "fps": (_number(0.0, 1000.0), False)},
+    "stream": {"session": (_session, True), "on": (_boolean, False), "fps": (_number(0.0, MAX_FPS), False)},
     "act": {"session": (_session, True), "action": (_raw, False)},
 }
 
@@ -285,30 +320,57 @@ def request_id(header: dict):
     return None
 
 
-def parse_request(header: dict, limits: Limits) -> Request:
-    """Validate a request header against OPS. Raises BridgeError naming the bad field."""
+# fields where nil is a value (the model's no-op action); elsewhere nil is refused: leave a field out instead
+NIL_MEANS_DEFAULT = frozenset({"action"})
+
+
+def parse_op(header: dict) -> tuple[int, str]:
+    """(id, op) of a request header. Raises BridgeError(bad_message | unknown_op)."""
     rid = request_id(header)
     if rid is None:
-        raise BridgeError("bad_message", f"field 'id' must be an integer in [0, 2^63), got {header.get('id')!r}")
+        shown = repr(header.get("id"))[:40]
+        raise BridgeError("bad_message", f"field 'id' must be an integer in [0, 2^63), got {shown}")
     op = header.get("op")
     if not isinstance(op, str):
         raise BridgeError("bad_message", f"field 'op' must be a string, got {_kind(op)}")
     if op not in OPS:
         raise BridgeError("unknown_op", f"unknown op {op[:40]!r}; expected one of {sorted(OPS)}")
+    return rid, op
+
+
+def parse_fields(rid: int, op: str, header: dict, limits: Limits) -> Request:
+    """Validate the op's fields against OPS. Raises BridgeError naming the bad field."""
     fields = {}
     for name, (check, required) in OPS[op].items():
-        if header.get(name) is not None:  # nil == absent
-            fields[name] = check(name, header[name], limits)
-        elif required:
-            raise BridgeError("bad_type", f"op {op!r} needs field {name!r}")
+        if name not in header or (header[name] is None and name in NIL_MEANS_DEFAULT):
+            if required:
+                raise BridgeError("bad_type", f"op {op!r} needs field {name!r}")
+            continue
+        if header[name] is None:
+            raise BridgeError("bad_type", f"field {name!r} is nil; leave it out to use its default")
+        fields[name] = check(name, header[name], limits)
     return Request(rid, op, fields)
 
 
-def decode_action(value, buffers: list, limits: Limits):
+def parse_request(header: dict, limits: Limits) -> Request:
+    """parse_op, then parse_fields."""
+    return parse_fields(*parse_op(header), header, limits)
+
+
+def decode_action(value, buffers: list, limits: Limits, spec=None):
     """Wire action (nil | integer | flat list of numbers | array map) -> None | int | numpy array.
 
-    Only the wire form is checked here; the model's ActionSpec.validate checks the space.
+    Only the wire form is checked here; the model's ActionSpec.validate checks the space. For a Discrete
+    space (`spec.kind` "discrete" / "none") a one-element list or array stands for its element.
     """
+    action = _wire_action_value(value, buffers, limits)
+    if spec is not None and spec.kind in ("discrete", "none") and isinstance(action, np.ndarray) \
+            and action.shape == (1,):
+        return action.reshape(())
+    return action
+
+
+def _wire_action_value(value, buffers: list, limits: Limits):
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, float):
@@ -336,3 +398,7 @@ def describe_space(spec) -> dict:
 
 def major(version: str) -> int:
     return int(version.split(".")[0])
+
+
+def minor(version: str) -> int:
+    return int(version.split(".")[1])

@@ -1,9 +1,14 @@
 """`streamvideo serve`: sessions of streaming world models over ZeroMQ + MessagePack (see PROTOCOL.md).
 
-One thread owns the ROUTER (control) and PUB (stream) sockets and every session's generator. Cheap
+One thread owns the ROUTER (control) and XPUB (stream) sockets and every session's generator. Cheap
 requests are answered at once; `step` requests queue per session; real-time sessions fall due at
-their rate. Between control reads the server runs exactly one chunk, picking round-robin among the
+their rate. Between control reads the server runs one chunk of work, picking round-robin among the
 sessions that have work, so every session waits at most one chunk of each other session.
+
+Who may drive a session: whoever presents its id. The id is a 128-bit secret that only the `open`
+reply carries; streams are published under a separate random token, and the stream socket applies
+only subscriptions to exactly a live token (XPUB_MANUAL), so a subscriber to every prefix receives
+nothing and never learns an id.
 
     server = Server(ServerConfig(bind="tcp://127.0.0.1:*", pub="tcp://127.0.0.1:*", models=("tiny-random",)))
     server.start()            # background thread; server.endpoints holds the bound addresses
@@ -56,6 +61,7 @@ class Session:
 
     def __init__(self, sid: str, model: str, generator, prompt: str | None, encoding: str, quality: int):
         self.id, self.model, self.gen = sid, model, generator
+        self.topic = secrets.token_hex(16)  # stream topic: lets its holder watch, not drive
         self.prompt = prompt               # None: the model's default prompt
         self.encoding, self.quality = encoding, quality
         self.queue: deque = deque()        # (identity, Request, decoded payload, retry key)
@@ -88,6 +94,7 @@ class Server:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._topics: set[bytes] = set()   # stream topics of open sessions (the only subscriptions applied)
         self._handlers = {"hello": self._op_hello, "open": self._op_open, "stats": self._op_server_stats,
                           "ping": self._op_ping}
         self._session_ops = {"reset": self._op_reset, "step": self._op_step, "set_prompt": self._op_set_prompt,
@@ -116,6 +123,7 @@ class Server:
         context = zmq.Context()
         auth, sockets = None, []
         try:
+            self._check_models()
             auth = _start_authenticator(context, self.config.curve_keys) if self.config.curve_keys else None
             sockets = self._bind(context)
             self._ready.set()
@@ -137,9 +145,18 @@ class Server:
         except BaseException:  # start() re-raises it if binding failed
             log.exception("bridge server stopped")
 
+    def _check_models(self) -> None:
+        """Load every served model once before binding, so a bad name fails at start-up, not at `open`."""
+        for name in self.config.models:
+            try:
+                self._loader(name, device=self.config.device)
+            except (ValueError, FileNotFoundError, OSError) as err:
+                raise ValueError(f"cannot serve model {name!r}: {err}") from None
+
     def _bind(self, context: zmq.Context) -> list:
         _check_exposure(self.config)
-        router, pub = context.socket(zmq.ROUTER), context.socket(zmq.PUB)
+        router, pub = context.socket(zmq.ROUTER), context.socket(zmq.XPUB)
+        pub.setsockopt(zmq.XPUB_MANUAL, 1)  # subscriptions are applied by _read_subscriptions, exact tokens only
         for sock in (router, pub):
             _common_options(sock, self.config.heartbeat_ms)
             if self.config.curve_keys:
@@ -148,7 +165,7 @@ class Server:
         router.sndhwm = router.rcvhwm = 1000
         pub.sndhwm = self.limits.stream_hwm
         pub.sndbuf = self.limits.stream_sndbuf
-        pub.maxmsgsize = 1024  # subscriptions only
+        pub.maxmsgsize = 1024  # subscription messages only
         router.bind(self.config.bind)
         pub.bind(self.config.pub)
         self.endpoints = {"control": router.last_endpoint.decode(), "pub": pub.last_endpoint.decode()}
@@ -162,9 +179,11 @@ class Server:
         self._router, self._pub = router, pub
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
+        poller.register(pub, zmq.POLLIN)
         next_sweep = 0.0
         while not self._stop.is_set():
             if poller.poll(self._poll_ms(time.monotonic())):
+                self._read_subscriptions()
                 self._read_control()
             now = time.monotonic()
             self._run_next(now)
@@ -187,6 +206,18 @@ class Server:
                 return
             self._handle(frames[0].bytes, frames[1:])
 
+    def _read_subscriptions(self) -> None:
+        """Apply a subscriber's (un)subscription only when it names exactly an open session's stream topic;
+        a subscription to any other prefix (the empty one included) is never applied, so it receives nothing."""
+        for _ in range(READS_PER_TURN):
+            try:
+                message = self._pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if message[:1] in (b"\x00", b"\x01") and message[1:] in self._topics:
+                option = zmq.SUBSCRIBE if message[:1] == b"\x01" else zmq.UNSUBSCRIBE
+                self._pub.setsockopt(option, message[1:])  # applies to the subscriber that sent it
+
     def _run_next(self, now: float) -> None:
         """Run one unit of work (a queued request or a due real-time chunk), round-robin over sessions."""
         ids = list(self.sessions)
@@ -203,9 +234,14 @@ class Server:
 
     def _reclaim_idle(self, now: float) -> None:
         timeout = self.limits.idle_timeout_ms / 1000
-        for sid in [sid for sid, s in self.sessions.items() if now - s.last_seen > timeout]:
-            del self.sessions[sid]
-            log.info("session %s reclaimed after %.1f s without a request", sid, timeout)
+        for session in [s for s in self.sessions.values() if now - s.last_seen > timeout]:
+            self._remove(session, "idle_timeout", f"no request named the session for {timeout:g} s")
+            log.info("session %s reclaimed after %.1f s without a request", session.id[:8], timeout)
+
+    def _remove(self, session: Session, reason: str, message: str) -> None:
+        self._end_stream(session, reason, message)
+        self.sessions.pop(session.id, None)
+        self._topics.discard(session.topic.encode())
 
     # ------------------------------------------------------------------ requests
 
@@ -213,10 +249,15 @@ class Server:
         self._counts["requests"] += 1
         rid = None
         try:
-            header, buffers = P.unpack(frames, self.limits)
+            try:
+                header, buffers = P.unpack(frames, self.limits)
+            except BridgeError as err:
+                rid = err.request_id
+                raise
             rid = P.request_id(header)
-            request = P.parse_request(header, self.limits)
-            self._check_handshake(identity, request)
+            rid, op = P.parse_op(header)
+            self._check_handshake(identity, op)
+            request = P.parse_fields(rid, op, header, self.limits)
             if "session" in request.fields:
                 self._session_request(identity, request, buffers)
                 return
@@ -225,12 +266,12 @@ class Server:
         except BridgeError as err:
             self._send_error(identity, rid, err)
 
-    def _check_handshake(self, identity: bytes, request: P.Request) -> None:
-        if request.op == "hello":
+    def _check_handshake(self, identity: bytes, op: str) -> None:
+        if op == "hello":
             return
         if identity not in self._peers:
             raise BridgeError("handshake_required", f"send hello with version {P.PROTOCOL_VERSION!r} "
-                                                    f"before {request.op!r}")
+                                                    f"before {op!r} (after a reconnect: hello, then resend)")
         self._peers.move_to_end(identity)
 
     def _session_request(self, identity: bytes, request: P.Request, buffers: list) -> None:
@@ -254,16 +295,19 @@ class Server:
     def _payload(self, session: Session, request: P.Request, buffers: list):
         """Decode and validate what a session request carries, before it is queued."""
         if request.op in ("step", "act"):
-            action = P.decode_action(request.fields.get("action"), buffers, self.limits)
+            spec = session.gen.action_spec
+            action = P.decode_action(request.fields.get("action"), buffers, self.limits, spec)
             try:
-                return session.gen.action_spec.validate(action)
+                return spec.validate(action)
             except ValueError as err:
                 raise BridgeError("bad_action", str(err)) from None
         if request.op == "reset" and "context_frames" in request.fields:
             frames = P.decode_array(request.fields["context_frames"], buffers, self.limits, "context_frames")
-            if frames.dtype.name != "uint8" or frames.ndim != 4 or frames.shape[-1] != 3:
-                raise BridgeError("bad_array", f"context_frames must be uint8 [N, H, W, 3], "
-                                               f"got {frames.dtype.name} {list(frames.shape)}")
+            gen, most = session.gen, self.limits.max_context_frames
+            if (frames.dtype.name != "uint8" or frames.ndim != 4 or not 1 <= len(frames) <= most
+                    or frames.shape[1:] != (gen.height, gen.width, 3)):
+                raise BridgeError("bad_array", f"context_frames must be uint8 [N, {gen.height}, {gen.width}, 3] "
+                                               f"with 1 <= N <= {most}, got {frames.dtype.name} {list(frames.shape)}")
             return frames
         return None
 
@@ -303,9 +347,13 @@ class Server:
     def _op_hello(self, identity: bytes, request: P.Request, buffers: list):
         version = request.fields["version"]
         if P.major(version) != P.major(P.PROTOCOL_VERSION):
-            self._peers.pop(identity, None)
             raise BridgeError("version_mismatch", f"client speaks protocol {version}, this server speaks "
                                                   f"{P.PROTOCOL_VERSION}; major versions must match")
+        if P.minor(version) < P.OLDEST_MINOR:
+            raise BridgeError("version_mismatch", f"client speaks protocol {version}, this server speaks "
+                                                  f"{P.PROTOCOL_VERSION}: since 1.1 streams are published under "
+                                                  f"the `topic` of the open reply, not the session id; update "
+                                                  f"the client (PROTOCOL.md, Changelog)")
         self._peers[identity] = time.monotonic()
         self._peers.move_to_end(identity)
         while len(self._peers) > MAX_PEERS:
@@ -334,8 +382,9 @@ class Server:
         sid = secrets.token_hex(16)
         session = Session(sid, model, gen, f.get("prompt"), f.get("encoding", "raw"), f.get("quality", 85))
         self.sessions[sid] = session
-        log.info("session %s opened (%s, %d open)", sid, model, len(self.sessions))
-        return {"session": sid, "model": model, "frames_per_chunk": gen.frames_per_chunk,
+        self._topics.add(session.topic.encode())
+        log.info("session %s opened (%s, %d open)", sid[:8], model, len(self.sessions))  # ids stay out of logs
+        return {"session": sid, "topic": session.topic, "model": model, "frames_per_chunk": gen.frames_per_chunk,
                 "height": gen.height, "width": gen.width, "fps": float(gen.fps),
                 "action_space": P.describe_space(gen.action_spec), "encoding": session.encoding}, []
 
@@ -360,7 +409,8 @@ class Server:
         session.prompt = f.get("prompt", session.prompt)  # reset keeps the current prompt unless given
         session.gen.reset(prompt=session.prompt, seed=f.get("seed"), context_frames=context_frames)
         session.last_index = -1
-        return {}, []
+        # the context frames fill whole chunks, so the next step's index is their count (0 without context)
+        return {"next_index": int(session.gen.rollout.chunk_index[0])}, []
 
     def _op_step(self, session: Session, request: P.Request, action):
         if session.streaming:
@@ -383,16 +433,19 @@ class Server:
         return {"stats": stats}, []
 
     def _op_close(self, session: Session, request: P.Request, payload):
-        self.sessions.pop(session.id, None)
-        log.info("session %s closed (%d open)", session.id, len(self.sessions))
+        self._remove(session, "closed", "the session was closed")
+        log.info("session %s closed (%d open)", session.id[:8], len(self.sessions))
         return {}, []
 
     def _op_stream(self, session: Session, request: P.Request, payload):
-        session.streaming = request.fields.get("on", True)
-        fps = request.fields.get("fps", float(session.gen.fps))
-        session.period = session.gen.frames_per_chunk / fps if fps > 0 else 0.0
-        session.next_due = time.monotonic()
-        return {"topic": session.id, "pub": self.endpoints["pub"]}, []
+        if not request.fields.get("on", True):
+            self._end_stream(session, "stopped", "stream on=false")
+        else:
+            session.streaming = True
+            fps = request.fields.get("fps", float(session.gen.fps))
+            session.period = session.gen.frames_per_chunk / fps if fps > 0 else 0.0
+            session.next_due = time.monotonic()
+        return {"topic": session.topic, "pub": self.endpoints["pub"]}, []
 
     def _op_act(self, session: Session, request: P.Request, action):
         session.action = action
@@ -400,20 +453,33 @@ class Server:
 
     def _stream_chunk(self, session: Session, now: float) -> None:
         """Generate and publish one real-time chunk with the session's latest action."""
-        header = {"session": session.id, "time": time.time()}
-        out: list = []
         try:
             chunk = session.gen.step(session.action)
-            header.update(index=int(chunk.index), nfe=int(chunk.nfe), seconds=float(chunk.seconds), prompt=chunk.prompt,
-                          frames=P.encode_chunk(chunk.frames, session.encoding, out, session.quality))
-            session.last_index = int(chunk.index)
-            self._counts["chunks"] += 1
         except Exception as err:
-            log.exception("session %s: real-time chunk failed; streaming stops", session.id)
-            session.streaming = False
-            header["error"] = {"code": "internal", "message": f"{type(err).__name__}: {err}"}
+            log.exception("session %s: real-time chunk failed; streaming stops", session.id[:8])
+            self._end_stream(session, "error", f"{type(err).__name__}: {err}")
+            return
         session.next_due = max(session.next_due + session.period, now)  # never bursts to catch up
-        self._pub.send_multipart([session.id.encode(), *P.pack(header, out)], copy=False)
+        self._publish_chunk(session, chunk)
+
+    def _publish_chunk(self, session: Session, chunk) -> None:
+        out: list = []
+        header = {"time": time.time(), "index": int(chunk.index), "nfe": int(chunk.nfe),
+                  "seconds": float(chunk.seconds), "prompt": chunk.prompt,
+                  "frames": P.encode_chunk(chunk.frames, session.encoding, out, session.quality)}
+        session.last_index = int(chunk.index)
+        self._counts["chunks"] += 1
+        self._pub.send_multipart([session.topic.encode(), *P.pack(header, out)], copy=False)
+
+    def _end_stream(self, session: Session, reason: str, message: str) -> None:
+        """Stop a streaming session and tell its subscribers why, in a last message without frames."""
+        if not session.streaming:
+            return
+        session.streaming = False
+        header = {"time": time.time(), "index": session.last_index, "end": {"reason": reason, "message": message}}
+        if reason == "error":
+            header["error"] = {"code": "internal", "message": message}
+        self._pub.send_multipart([session.topic.encode(), *P.pack(header)], copy=False)
 
 
 # ---------------------------------------------------------------------- sockets and security
@@ -462,7 +528,7 @@ def _check_exposure(config: ServerConfig) -> None:
     exposed = [e for e in (config.bind, config.pub) if not _is_local(e)]
     if exposed and not config.curve_keys and not config.insecure:
         raise ValueError(f"refusing to serve plaintext on non-loopback {exposed}: pass --curve-keys DIR "
-                         f"(create one with python -m streamvideo.bridge.keys DIR) or --insecure")
+                         f"(create one with `streamvideo keys DIR`) or --insecure")
 
 
 def _start_authenticator(context: zmq.Context, keys_dir: str):
@@ -471,7 +537,7 @@ def _start_authenticator(context: zmq.Context, keys_dir: str):
     allowed = Path(keys_dir) / "authorized_clients"
     if not allowed.is_dir() or not (Path(keys_dir) / "server.key_secret").is_file():
         raise FileNotFoundError(f"{keys_dir} needs server.key_secret and authorized_clients/; create them with "
-                                f"python -m streamvideo.bridge.keys {keys_dir}")
+                                f"`streamvideo keys {keys_dir}`")
     auth = ThreadAuthenticator(context, log=log.getChild("auth"))
     auth.start()
     auth.configure_curve(domain="*", location=str(allowed))

@@ -76,10 +76,9 @@ namespace StreamVideo.Tests.Conformance
                     CheckRunner.ExpectEqual("unknown_session", unknown.Code, "code");
                     var version = CheckRunner.Throws<BridgeException>(() => client.Request("hello", new Dictionary<string, object> { { "version", "2.0" } }), "hello 2.0");
                     CheckRunner.ExpectEqual("version_mismatch", version.Code, "code");
-                    // The refused hello ended this connection's handshake: the next request gets handshake_required,
-                    // which the client answers by saying hello again and resending.
-                    CheckRunner.Expect(Fields.Long(client.Stats(), "sessions") >= 1, "server stats after the automatic re-handshake");
-                    return "unknown_session; version_mismatch (" + version.Detail + "); recovered by re-handshake";
+                    // A refused hello changes nothing: the connection's earlier handshake still holds.
+                    CheckRunner.Expect(Fields.Long(client.Stats(), "sessions") >= 1, "server stats after the refused hello");
+                    return "unknown_session; version_mismatch (" + version.Detail + "); earlier handshake kept";
                 });
 
                 runner.Run("stats: session statistics", () =>
@@ -111,6 +110,30 @@ namespace StreamVideo.Tests.Conformance
                     finally
                     {
                         jpeg.Close();
+                    }
+                });
+
+                runner.Run("stream end: stopping a stream publishes its last message, with the reason", () =>
+                {
+                    var streamed = client.Open(new OpenOptions { Model = expected.Model, Seed = expected.Seed });
+                    try
+                    {
+                        CheckRunner.Expect(streamed.Info.Topic.Length == 32 && streamed.Info.Topic != streamed.Info.Id, "the stream topic must be its own 32-character token");
+                        streamed.StartStream(0);
+                        var clock = Stopwatch.StartNew();
+                        Chunk chunk = null;
+                        while (chunk == null && clock.ElapsedMilliseconds < 15000) chunk = client.ReceiveStreamChunk(100);
+                        CheckRunner.Expect(chunk != null && chunk.Topic == streamed.Info.Topic, "a chunk under the session's topic");
+                        var fields = new Dictionary<string, object> { { "session", streamed.Id }, { "on", false } };
+                        client.Request("stream", fields);  // stop, but stay subscribed to see the last message
+                        var end = CheckRunner.Throws<BridgeException>(() => { while (clock.ElapsedMilliseconds < 30000) client.ReceiveStreamChunk(100); }, "reading after stop");
+                        CheckRunner.ExpectEqual(BridgeException.StreamEnded, end.Code, "code");
+                        CheckRunner.Expect(end.Detail.StartsWith("stopped"), "reason should be stopped: " + end.Detail);
+                        return "chunk " + chunk.Index + " under the topic, then " + end.Detail;
+                    }
+                    finally
+                    {
+                        streamed.Close();
                     }
                 });
 

@@ -17,7 +17,7 @@ namespace StreamVideo.Client
     /// </summary>
     public sealed class StreamVideoClient : IDisposable
     {
-        public const string ProtocolVersion = "1.0";
+        public const string ProtocolVersion = "1.1";
         const int PollSliceMs = 50;
 
         readonly TransportFactory _factory;
@@ -99,20 +99,22 @@ namespace StreamVideo.Client
             return Fields.Map(Request("stats", new Dictionary<string, object>()).Header, "stats");
         }
 
-        /// <summary>The next chunk published for a subscribed session, or null if none came within <paramref name="timeoutMs"/>.</summary>
+        /// <summary>The next chunk published for a subscribed session, or null if none came within <paramref name="timeoutMs"/>;
+        /// throws <c>stream_ended</c> when the server ended a subscribed stream.</summary>
         public Chunk ReceiveStreamChunk(int timeoutMs)
         {
             var frames = Transport.ReceiveStream(timeoutMs);
             if (frames == null) return null;
             if (frames.Count < 2) throw new BridgeException(BridgeException.BadReply, "stream message has " + frames.Count + " frame(s), expected [topic, header, buffers...]");
             var header = DecodeHeader(frames[1]);
-            if (header.ContainsKey("error"))
+            if (header.ContainsKey("end"))
             {
-                var error = new Reply(header, null);  // a chunk that failed on the server: streaming stopped
-                throw new BridgeException(error.ErrorCode, error.ErrorMessage);
+                // the server's last message of a stream: stopped, closed, idle_timeout or error (PROTOCOL.md 4, stream)
+                var end = Fields.Map(header, "end");
+                throw new BridgeException(BridgeException.StreamEnded, Fields.String(end, "reason") + ": " + Fields.String(end, "message"));
             }
             var chunk = Chunk.FromReply(header, frames.GetRange(2, frames.Count - 2));
-            chunk.Session = Encoding.ASCII.GetString(frames[0]);
+            chunk.Topic = Encoding.ASCII.GetString(frames[0]);
             return chunk;
         }
 

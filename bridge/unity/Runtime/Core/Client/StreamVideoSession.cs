@@ -48,13 +48,13 @@ namespace StreamVideo.Client
         }
 
         /// <summary>
-        /// Subscribes to the session's topic, then turns real-time mode on (in that order, so no chunk is missed
+        /// Subscribes to the session's stream topic (<see cref="SessionInfo.Topic"/>), then turns real-time mode on (in that order, so no chunk is missed
         /// by a slow-joining subscriber). Chunks then arrive through <see cref="StreamVideoClient.ReceiveStreamChunk"/>.
         /// </summary>
         /// <param name="fps">Frames per second to generate; null = the model's rate, 0 = as fast as the server can.</param>
         public void StartStream(double? fps = null)
         {
-            _client.Subscribe(Id);
+            _client.Subscribe(Info.Topic);
             var fields = Fields();
             fields["on"] = true;
             if (fps.HasValue) fields["fps"] = fps.Value;
@@ -66,7 +66,7 @@ namespace StreamVideo.Client
             var fields = Fields();
             fields["on"] = false;
             _client.Request("stream", fields);
-            _client.Unsubscribe(Id);
+            _client.Unsubscribe(Info.Topic);
         }
 
         /// <summary>Sets the action a real-time session holds until the next one; returns the index of the last published chunk (-1 if none).</summary>
@@ -86,7 +86,7 @@ namespace StreamVideo.Client
         /// <summary>Frees the session on the server; its id is unknown from then on.</summary>
         public void Close()
         {
-            _client.Unsubscribe(Id);
+            _client.Unsubscribe(Info.Topic);
             _client.Request("close", Fields());
         }
 

@@ -121,7 +121,8 @@ namespace StreamVideo.Client
                     {
                         _lastError = err;
                         _status = "retrying: " + err.Message;
-                        if (err.Code == "unknown_session") session = null; // reclaimed or server restarted: open anew
+                        // reclaimed, server restarted, or its stream ended (idle timeout, failed chunk): open anew
+                        if (err.Code == "unknown_session" || err.Code == BridgeException.StreamEnded) session = null;
                         if (err.Code == BridgeException.Timeout || err.Code == BridgeException.BadReply)
                         {
                             connected = false;
@@ -149,7 +150,7 @@ namespace StreamVideo.Client
             while (!_stop.IsCancellationRequested)
             {
                 var chunk = client.ReceiveStreamChunk(StreamPollMs);
-                if (chunk != null && chunk.Session == session.Id)
+                if (chunk != null && chunk.Topic == session.Info.Topic)
                 {
                     _frames.Push(chunk);
                     _lastPrompt = chunk.Prompt;

@@ -19,8 +19,8 @@ namespace StreamVideo.Protocol
         public string Prompt;
         /// <summary>Server unix time of publication; stream messages only, NaN for <c>step</c> replies.</summary>
         public double Time = double.NaN;
-        /// <summary>The session id; stream messages only, null for <c>step</c> replies.</summary>
-        public string Session;
+        /// <summary>The stream topic it was published under (<see cref="SessionInfo.Topic"/>); stream messages only, null for <c>step</c> replies.</summary>
+        public string Topic;
         public VideoFrame[] Frames;
 
         /// <summary>Decodes a step reply or stream header; <paramref name="buffers"/> are the frames after the header.</summary>
@@ -35,7 +35,6 @@ namespace StreamVideo.Protocol
                 Frames = DecodeFrames(Fields.Map(header, "frames"), buffers),
             };
             if (Fields.Has(header, "time")) chunk.Time = Fields.Double(header, "time");
-            if (Fields.Has(header, "session")) chunk.Session = Fields.String(header, "session");
             for (int t = 0; t < chunk.Frames.Length; t++) chunk.Frames[t].ChunkIndex = chunk.Index;
             return chunk;
         }

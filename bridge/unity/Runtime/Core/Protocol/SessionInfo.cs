@@ -5,8 +5,10 @@ namespace StreamVideo.Protocol
     /// <summary>The <c>open</c> reply: a session's id, frame geometry and action space.</summary>
     public sealed class SessionInfo
     {
-        /// <summary>32 lowercase hex characters; the session's capability, keep it private.</summary>
+        /// <summary>32 lowercase hex characters; the session's capability (whoever holds it drives the session): keep it private.</summary>
         public string Id;
+        /// <summary>The topic its real-time chunks are published under: lets a subscriber watch, never drive.</summary>
+        public string Topic;
         public string Model;
         public int FramesPerChunk;
         public int Height;
@@ -20,6 +22,7 @@ namespace StreamVideo.Protocol
             return new SessionInfo
             {
                 Id = Fields.String(reply, "session"),
+                Topic = Fields.String(reply, "topic"),
                 Model = Fields.String(reply, "model"),
                 FramesPerChunk = Fields.Int(reply, "frames_per_chunk"),
                 Height = Fields.Int(reply, "height"),
