@@ -32,6 +32,8 @@ from pathlib import Path
 
 import zmq
 
+from streamvideo.threads import add_threads_argument, set_threads
+
 from . import protocol as P
 from .protocol import BridgeError, Limits
 
@@ -566,6 +568,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curve-keys", metavar="DIR", help="CURVE keys: DIR/server.key_secret and "
                                                             "DIR/authorized_clients/*.key")
     parser.add_argument("--insecure", action="store_true", help="allow plaintext on non-loopback addresses")
+    add_threads_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -577,6 +580,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log.info("torch CPU threads: %d", set_threads(args.threads))
     server = Server(config_from_args(args))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .presets import generator_from_parts, load_parts
+from .threads import add_threads_argument, set_threads
 
 UNIFORM_MODES = ("self_forcing", "hierarchical")
 
@@ -38,6 +39,7 @@ def add_arguments(p) -> None:
     p.add_argument("--fuse-qkv", action="store_true", help="one q|k|v matmul per self-attention")
     p.add_argument("--static-cache", action="store_true", help="fixed-shape KV reads (for --compile / CUDA graphs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model's forward")
+    add_threads_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="where to write the results (default streamvideo-bench-PRESET.json)")
 
@@ -107,6 +109,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def run(args) -> int:
+    set_threads(args.threads)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     parts = load_parts(args.preset, args.device, args.dtype, args.random_weights, parse_resolution(args.resolution))
     model = parts[0]

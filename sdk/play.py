@@ -34,6 +34,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from .keymap import KeyMap  # noqa: E402
+from .threads import add_threads_argument, set_threads  # noqa: E402
 from .video import Mp4Writer  # noqa: E402
 
 FALLBACK_MODEL = "tiny-random"
@@ -64,9 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"stop after this many frames (headless default: {HEADLESS_FRAMES})")
     parser.add_argument("--no-start-frames", dest="start_frames", action="store_false",
                         help="start streams from the prompt alone, not from the model's real start frames")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
         os.environ["SDL_AUDIODRIVER"] = "dummy"
