@@ -12,7 +12,7 @@ import torch
 from .actions import ActionSpec
 from .codecs import Codec
 from .model import CausalDiT
-from .rollout import MODES, ChunkRollout, Conditioning, HierarchicalRollout, NoiseSource
+from .rollout import MODES, ChunkOut, ChunkRollout, Conditioning, HierarchicalRollout, NoiseSource
 from .schedules import MODE_SIGMAS, StepSchedule
 from .text import TextEncoder, prompt_words, unknown_words, vocabulary
 
@@ -211,6 +211,13 @@ class StreamGenerator:
         start = time.perf_counter()
         with torch.inference_mode():
             out = self.rollout.next_chunk(self.conditioning(actions), self.noise)
+        return self.emit(out, start)
+
+    def emit(self, out: ChunkOut, start: float) -> Chunk:
+        """Decode generated latents with this generator's decode state, count them in its stats and wrap them
+        as the Chunk `step` returns (also each member's share of a grouped pass, `group_step.step_group`).
+        start: `time.perf_counter()` when the step began; the chunk's seconds run from it to its frames."""
+        with torch.inference_mode():
             frames, self.decode_state = self.codec.decode(out.latents, self.decode_state)   # [B, T, 3, H, W]
             frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
         if self.device.type == "cuda":

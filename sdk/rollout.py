@@ -42,6 +42,20 @@ class Conditioning:
             return self.action
         return self.action[:, None].expand(-1, frames, -1)
 
+    @classmethod
+    def cat(cls, conds: list[Conditioning]) -> Conditioning:
+        """Streams of several conditionings as one batch, in order."""
+        def joined(parts):
+            return None if parts[0] is None else torch.cat(parts)
+        return cls(joined([c.text for c in conds]), joined([c.text_mask for c in conds]),
+                   joined([c.action for c in conds]))
+
+    def row(self, i: int) -> Conditioning:
+        """Stream i alone (batch of one)."""
+        def pick(t):
+            return None if t is None else t[i:i + 1]
+        return Conditioning(self.text[i:i + 1], pick(self.text_mask), pick(self.action))
+
 
 class NoiseSource:
     """Per-stream seeded Gaussian noise: a stream's noise does not depend on its batch neighbours."""
@@ -49,6 +63,13 @@ class NoiseSource:
     def __init__(self, batch_size: int, device, dtype):
         self.generators = [torch.Generator() for _ in range(batch_size)]
         self.device, self.dtype = device, dtype
+
+    @classmethod
+    def joined(cls, sources: list[NoiseSource]) -> NoiseSource:
+        """One batch drawing from the sources' own generators, in order: each stream draws what it would alone."""
+        noise = cls(0, sources[0].device, sources[0].dtype)
+        noise.generators = [g for s in sources for g in s.generators]
+        return noise
 
     def seed(self, index: int, seed: int) -> None:
         self.generators[index].manual_seed(int(seed))
