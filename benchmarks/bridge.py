@@ -1,19 +1,26 @@
 """Bridge overhead on loopback: per-step cost over the in-process env, and stream FPS with many clients.
 
     python benchmarks/bridge.py [--steps 300] [--clients 8] [--seconds 5] [--model tiny-random]
+    OMP_NUM_THREADS=1 python benchmarks/bridge.py --only sessions --batch-models default,tiny-random --threads 1
 
 1. transport: a synthetic frame source (preallocated frames, no model) at 64x64x3 and 832x480x12,
    stepped in process and through the bridge (raw and JPEG); the difference is the bridge's cost.
 2. env: StreamVideo-v0 in process vs RemoteEnv, same model, same seed and actions.
 3. streams: `streamvideo serve` in a subprocess, N clients each streaming one session in real time
    (at the model's rate, then unpaced); frames received per client per second.
-Writes benchmarks/results/bridge-<model>-<cpu|cuda>.json and prints a table.
+4. sessions: two `streamvideo serve` subprocesses of one model, `--max-batch 1` (sessions stepped one
+   after another) and `--max-batch 8` (one forward pass for all sessions with a step pending), both up
+   for the whole run; 1, 2, 4 and 8 lock-step clients (each steps, waits for its chunk, steps again)
+   measured on one, then the other, so both see the same machine; total steps/s and the mean batch.
+Writes benchmarks/results/bridge-<model>-<cpu|cuda>.json (sessions: bridge-sessions-cpu.json) and prints
+a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -112,16 +119,67 @@ def env_overhead(model: str, steps: int) -> dict:
             "overhead_ms": result["bridge_ms"] - result["in_process_ms"]}
 
 
-def stream_fps(model: str, clients: int, seconds: float) -> list[dict]:
+def start_serve(model: str, *options: str) -> tuple[subprocess.Popen, str]:
+    """`streamvideo serve` in a subprocess on free loopback ports: (process, control address)."""
     proc = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", LOOPBACK, "--pub", LOOPBACK,
-                             "--model", model, "--max-sessions", str(clients)], stderr=subprocess.PIPE, text=True)
+                             "--model", model, *options], stderr=subprocess.PIPE, text=True)
+    address = next(m.group(1) for line in proc.stderr if (m := re.search(r"on (tcp://\S+), streams", line)))
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep the pipe drained
+    return proc, address
+
+
+def stop_serve(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
+def stream_fps(model: str, clients: int, seconds: float) -> list[dict]:
+    proc, address = start_serve(model, "--max-sessions", str(clients))
     try:
-        address = next(m.group(1) for line in proc.stderr if (m := re.search(r"on (tcp://\S+), streams", line)))
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep the pipe drained
         return [_stream_round(address, clients, seconds, fps) for fps in (None, 0.0)]
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_serve(proc)
+
+
+def lockstep_sessions(model: str, client_counts: list[int], seconds: float, threads: int | None) -> list[dict]:
+    """Total lock-step steps/s of N clients, sessions stepped one at a time vs batched, same run."""
+    extra = ["--max-sessions", str(max(client_counts))] + (["--threads", str(threads)] if threads else [])
+    servers = {batch: start_serve(model, "--max-batch", str(batch), *extra) for batch in (1, 8)}
+    rows = []
+    try:
+        for n in client_counts:
+            rates = {batch: _lockstep_round(address, n, seconds) for batch, (_, address) in servers.items()}
+            rows.append({"bench": "sessions", "model": model, "clients": n,
+                         "unbatched_steps_per_s": rates[1][0], "batched_steps_per_s": rates[8][0],
+                         "speedup": rates[8][0] / rates[1][0], "mean_batch": rates[8][1]})
+    finally:
+        for proc, _ in servers.values():
+            stop_serve(proc)
+    return rows
+
+
+def _lockstep_round(address: str, clients: int, seconds: float) -> tuple[float, float]:
+    """(steps/s over all clients, mean batch size of the counted steps)."""
+    counts, batches, barrier = [0] * clients, [[] for _ in range(clients)], threading.Barrier(clients, timeout=300)
+
+    def drive(i: int) -> None:
+        with Client(address, timeout=300) as client:
+            session = client.open(seed=i)
+            for _ in range(3):  # warm-up, not counted
+                session.step(i % 4)
+            barrier.wait()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                batches[i].append(session.step(i % 4).batch)
+                counts[i] += 1
+            session.close()
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / seconds, float(np.mean([b for per in batches for b in per]))
 
 
 def _stream_round(address: str, clients: int, seconds: float, fps: float | None) -> dict:
@@ -169,6 +227,14 @@ def in_process_fps(model: str, chunks: int = 20) -> float:
     return chunks * gen.frames_per_chunk / (time.perf_counter() - start)
 
 
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
 def print_table(rows: list[dict]) -> None:
     for row in rows:
         cells = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()]
@@ -181,14 +247,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each stream measurement")
     parser.add_argument("--model", default="tiny-random")
+    parser.add_argument("--only", choices=["all", "sessions"], default="all",
+                        help="sessions: only the batched-vs-unbatched lock-step measurement")
+    parser.add_argument("--batch-models", default="default,tiny-random", help="models of the sessions measurement")
+    parser.add_argument("--batch-clients", default="1,2,4,8", help="lock-step client counts")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the servers (serve --threads)")
     args = parser.parse_args()
-    rows = [*transport(args.steps), env_overhead(args.model, max(20, args.steps // 10))]
-    rows.append({"bench": "in_process_generator", "model": args.model, "fps": in_process_fps(args.model)})
-    rows += stream_fps(args.model, args.clients, args.seconds)
+    rows = []
+    if args.only == "all":
+        rows += [*transport(args.steps), env_overhead(args.model, max(20, args.steps // 10))]
+        rows.append({"bench": "in_process_generator", "model": args.model, "fps": in_process_fps(args.model)})
+        rows += stream_fps(args.model, args.clients, args.seconds)
+    counts = [int(n) for n in args.batch_clients.split(",")]
+    for model in args.batch_models.split(","):
+        rows += lockstep_sessions(model, counts, args.seconds, args.threads)
     print_table(rows)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"bridge-{args.model}-cpu.json"
+    out = RESULTS / ("bridge-sessions-cpu.json" if args.only == "sessions" else f"bridge-{args.model}-cpu.json")
     out.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
+                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "commit": commit(),
                                "args": vars(args), "rows": rows}, indent=1))
     print(f"wrote {out}")
 

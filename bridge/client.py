@@ -37,6 +37,7 @@ class RemoteChunk:
     seconds: float          # generation time on the server
     prompt: str
     time: float | None = None  # server wall-clock time of publication (real-time streams)
+    batch: int = 1             # sessions that shared the server's forward pass
 
 
 class Client:
@@ -310,7 +311,7 @@ class Stream:
 
 def _chunk(header: dict, buffers: list) -> RemoteChunk:
     return RemoteChunk(P.decode_chunk(header["frames"], buffers), header["index"], header["nfe"],
-                       header["seconds"], header["prompt"], header.get("time"))
+                       header["seconds"], header["prompt"], header.get("time"), header.get("batch", 1))
 
 
 def _wire_action(action, buffers: list):

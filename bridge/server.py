@@ -2,8 +2,10 @@
 
 One thread owns the ROUTER (control) and XPUB (stream) sockets and every session's generator. Cheap
 requests are answered at once; `step` requests queue per session; real-time sessions fall due at
-their rate. Between control reads the server runs one chunk of work, picking round-robin among the
-sessions that have work, so every session waits at most one chunk of each other session.
+their rate. Between control reads the server runs one unit of work, picking round-robin among the
+sessions that have work, so every session waits at most one unit of each other session. A unit is
+one queued request, or one chunk for every session of the same model (`group_step.group_key`) that
+has a chunk to make, all in one batched forward pass (up to `max_batch` sessions).
 
 Who may drive a session: whoever presents its id. The id is a 128-bit secret that only the `open`
 reply carries; streams are published under a separate random token, and the stream socket applies
@@ -32,7 +34,8 @@ from pathlib import Path
 
 import zmq
 
-from streamvideo.threads import add_threads_argument, set_threads
+from streamvideo.group_step import group_key, step_group
+from streamvideo.threads import add_threads_argument, positive_int, set_threads
 
 from . import protocol as P
 from .protocol import BridgeError, Limits
@@ -55,6 +58,7 @@ class ServerConfig:
     curve_keys: str | None = None             # folder with server.key_secret + authorized_clients/
     insecure: bool = False                    # allow plaintext on non-loopback addresses
     heartbeat_ms: int = 1000
+    max_batch: int = 8                        # sessions stepped in one forward pass (1: one at a time)
     limits: Limits = field(default_factory=Limits)
 
 
@@ -64,6 +68,7 @@ class Session:
     def __init__(self, sid: str, model: str, generator, prompt: str | None, encoding: str, quality: int):
         self.id, self.model, self.gen = sid, model, generator
         self.topic = secrets.token_hex(16)  # stream topic: lets its holder watch, not drive
+        self.group = group_key(generator)   # sessions with equal keys share forward passes (None: never)
         self.prompt = prompt               # None: the model's default prompt
         self.encoding, self.quality = encoding, quality
         self.queue: deque = deque()        # (identity, Request, decoded payload, retry key)
@@ -221,18 +226,59 @@ class Server:
                 self._pub.setsockopt(option, message[1:])  # applies to the subscriber that sent it
 
     def _run_next(self, now: float) -> None:
-        """Run one unit of work (a queued request or a due real-time chunk), round-robin over sessions."""
+        """Run one unit of work, round-robin over sessions: a queued request, or a chunk for the first session
+        with one to make together with every session of its model that has one too."""
         ids = list(self.sessions)
         for k in range(len(ids)):
             session = self.sessions[ids[(self._rr + k) % len(ids)]]
-            if session.queue:
+            if self._chunk_ready(session, now):
+                order = [self.sessions[ids[(self._rr + k + j) % len(ids)]] for j in range(len(ids))]
+                self._make_chunks(self._batch_for(session, order, now), now)
+            elif session.queue:
                 self._execute(session, *session.queue.popleft())
-            elif session.due(now):
-                self._stream_chunk(session, now)
             else:
                 continue
             self._rr = (self._rr + k + 1) % len(ids)
             return
+
+    def _chunk_ready(self, session: Session, now: float) -> bool:
+        """Its next unit of work is a chunk: a queued lock-step `step`, or (nothing queued) a due real-time one."""
+        if session.queue:
+            return session.queue[0][1].op == "step" and not session.streaming  # while streaming: bad_state
+        return session.due(now)
+
+    def _batch_for(self, lead: Session, order: list[Session], now: float) -> list[Session]:
+        """lead and the sessions after it (round-robin order) of its model with a chunk ready, up to max_batch."""
+        if lead.group is None:
+            return [lead]
+        batch = [s for s in order if s.group == lead.group and self._chunk_ready(s, now)]
+        return batch[:self.config.max_batch]
+
+    def _make_chunks(self, batch: list[Session], now: float) -> None:
+        """One chunk for each session of the batch in one forward pass; replies to lock-step requests, publishes
+        real-time chunks."""
+        jobs = [session.queue.popleft() if session.queue else None for session in batch]  # None: real-time
+        actions = [job[2] if job else session.action for session, job in zip(batch, jobs)]
+        failure = None
+        try:
+            if len(batch) == 1:
+                chunks = [batch[0].gen.step(actions[0])]
+            else:
+                chunks = step_group([session.gen for session in batch], actions)
+        except Exception as err:
+            log.exception("sessions %s: chunk failed", [s.id[:8] for s in batch])
+            chunks, failure = [None] * len(batch), err
+        for session, job, chunk in zip(batch, jobs, chunks):
+            if job is not None:
+                identity, request, _, key = job
+                reply = (lambda s=session, c=chunk: self._step_reply(s, c, len(batch))) if failure is None else \
+                    (lambda: _raise(failure))
+                self._answer(session, identity, request, key, reply)
+            elif failure is not None:
+                self._end_stream(session, "error", f"{type(failure).__name__}: {failure}")
+            else:
+                session.next_due = max(session.next_due + session.period, now)  # never bursts to catch up
+                self._publish_chunk(session, chunk, len(batch))
 
     def _reclaim_idle(self, now: float) -> None:
         timeout = self.limits.idle_timeout_ms / 1000
@@ -314,8 +360,12 @@ class Server:
         return None
 
     def _execute(self, session: Session, identity: bytes, request: P.Request, payload, key: tuple) -> None:
+        self._answer(session, identity, request, key, lambda: self._session_ops[request.op](session, request, payload))
+
+    def _answer(self, session: Session, identity: bytes, request: P.Request, key: tuple, run) -> None:
+        """Reply to a session request with what run() returns (fields, buffers) or raises; remembered for retries."""
         try:
-            fields, out = self._session_ops[request.op](session, request, payload)
+            fields, out = run()
             header = P.ok(request.id, **fields)
         except BridgeError as err:
             header, out = P.error(request.id, err.code, err.message), []
@@ -415,14 +465,15 @@ class Server:
         return {"next_index": int(session.gen.rollout.chunk_index[0])}, []
 
     def _op_step(self, session: Session, request: P.Request, action):
-        if session.streaming:
-            raise BridgeError("bad_state", "session is streaming: send act, or stream with on=false first")
-        chunk = session.gen.step(action)
+        """Reached only while streaming: a step that can run is made by _make_chunks."""
+        raise BridgeError("bad_state", "session is streaming: send act, or stream with on=false first")
+
+    def _step_reply(self, session: Session, chunk, batch: int):
         out: list = []
         frames = P.encode_chunk(chunk.frames, session.encoding, out, session.quality)
         self._counts["chunks"] += 1
         return {"index": int(chunk.index), "nfe": int(chunk.nfe), "seconds": float(chunk.seconds),
-                "prompt": chunk.prompt, "frames": frames}, out
+                "prompt": chunk.prompt, "batch": batch, "frames": frames}, out
 
     def _op_set_prompt(self, session: Session, request: P.Request, payload):
         session.gen.set_prompt(request.fields["prompt"], recache=request.fields.get("recache", False))
@@ -453,21 +504,10 @@ class Server:
         session.action = action
         return {"index": session.last_index}, []
 
-    def _stream_chunk(self, session: Session, now: float) -> None:
-        """Generate and publish one real-time chunk with the session's latest action."""
-        try:
-            chunk = session.gen.step(session.action)
-        except Exception as err:
-            log.exception("session %s: real-time chunk failed; streaming stops", session.id[:8])
-            self._end_stream(session, "error", f"{type(err).__name__}: {err}")
-            return
-        session.next_due = max(session.next_due + session.period, now)  # never bursts to catch up
-        self._publish_chunk(session, chunk)
-
-    def _publish_chunk(self, session: Session, chunk) -> None:
+    def _publish_chunk(self, session: Session, chunk, batch: int) -> None:
         out: list = []
         header = {"time": time.time(), "index": int(chunk.index), "nfe": int(chunk.nfe),
-                  "seconds": float(chunk.seconds), "prompt": chunk.prompt,
+                  "seconds": float(chunk.seconds), "prompt": chunk.prompt, "batch": batch,
                   "frames": P.encode_chunk(chunk.frames, session.encoding, out, session.quality)}
         session.last_index = int(chunk.index)
         self._counts["chunks"] += 1
@@ -485,6 +525,10 @@ class Server:
 
 
 # ---------------------------------------------------------------------- sockets and security
+
+def _raise(err: BaseException):
+    raise err
+
 
 def retry_key(request: P.Request, buffers) -> tuple:
     """What makes a request a retry: the same id and the same content, from whichever connection (a client
@@ -561,6 +605,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          f"the default); default {d.models[0]!r}")
     parser.add_argument("--device", default=d.device, help="torch device for the generators")
     parser.add_argument("--max-sessions", type=int, default=d.limits.max_sessions)
+    parser.add_argument("--max-batch", type=positive_int, default=d.max_batch,
+                        help="sessions of one model stepped in one forward pass (1: one at a time, bit-exact "
+                             "with an in-process generator)")
     parser.add_argument("--idle-timeout", type=float, default=d.limits.idle_timeout_ms / 1000,
                         help="seconds without a request after which a session is closed")
     parser.add_argument("--heartbeat", type=float, default=d.heartbeat_ms / 1000,
@@ -575,7 +622,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     limits = replace(Limits(), max_sessions=args.max_sessions, idle_timeout_ms=int(args.idle_timeout * 1000))
     return ServerConfig(bind=args.bind, pub=args.pub, models=tuple(args.model or ServerConfig.models),
                         device=args.device, curve_keys=args.curve_keys, insecure=args.insecure,
-                        heartbeat_ms=int(args.heartbeat * 1000), limits=limits)
+                        heartbeat_ms=int(args.heartbeat * 1000), max_batch=args.max_batch, limits=limits)
 
 
 def run(args: argparse.Namespace) -> int:

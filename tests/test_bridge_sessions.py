@@ -261,3 +261,62 @@ def test_open_of_a_model_not_served_is_unknown_model(client):
     with pytest.raises(BridgeError) as err:
         client.open(model="default")
     assert err.value.code == "unknown_model" and MODEL in err.value.message
+
+
+# ---------------------------------------------------------------------- batched sessions
+
+
+def pipelined_steps(raw: Raw, sessions: list[str], actions: list[int]) -> dict[str, list[dict]]:
+    """Send every step of every session at once (so the server finds them queued together), then collect the
+    replies: {session: [reply of step 0, 1, ...]} with frames decoded."""
+    sent = {}
+    for action in actions:
+        for sid in sessions:
+            rid = next(raw.ids)
+            sent[rid] = sid
+            raw.send(P.pack({"id": rid, "op": "step", "session": sid, "action": action}))
+    replies: dict[str, list[dict]] = {sid: [] for sid in sessions}
+    for _ in sent:
+        frames = raw.sock.recv_multipart() if raw.sock.poll(60_000) else pytest.fail("no reply")
+        header = msgpack.unpackb(frames[0])
+        assert header["ok"], header
+        header["pixels"] = P.decode_chunk(header["frames"], frames[1:])
+        replies[sent[header["id"]]].append(header)
+    return replies
+
+
+def test_a_sessions_frames_do_not_depend_on_who_shared_its_forward_pass(server):
+    """Session A (seed 1) stepped in one pass with B, then (a fresh A) with C: same frames, bit for bit, at the
+    same batch size; within one level of A stepped alone (a batch of 1 rounds floats differently)."""
+    actions = [1, 2, 2, 0, 3, 3, 1, 4]          # 8 chunks: longer than the cache window
+    raw = Raw(server.endpoints["control"])
+    runs = []
+    for partner in ({"seed": 7, "prompt": "sandy desert"}, {"seed": 8}, None):
+        a = raw.call({"op": "open", "seed": 1})["session"]
+        others = [raw.call({"op": "open", **partner})["session"]] if partner else []
+        replies = pipelined_steps(raw, [a, *others], actions)
+        runs.append(replies[a])
+        for sid in [a, *others]:
+            raw.call({"op": "close", "session": sid})
+    with_b, with_c, alone = runs
+    assert [r["index"] for r in with_b] == [r["index"] for r in alone] == list(range(len(actions)))
+    assert all(r["batch"] == 1 for r in alone)
+    assert any(r["batch"] == 2 for r in with_b) and any(r["batch"] == 2 for r in with_c), "nothing was batched"
+    for b, c, solo in zip(with_b, with_c, alone):
+        if b["batch"] == c["batch"]:
+            assert np.array_equal(b["pixels"], c["pixels"]), f"chunk {b['index']} depends on the partner"
+        for run in (b, c):
+            assert np.abs(run["pixels"].astype(int) - solo["pixels"].astype(int)).max() <= 1
+    raw.close()
+
+
+def test_max_batch_one_steps_sessions_one_at_a_time():
+    srv = start_server(max_batch=1)
+    try:
+        raw = Raw(srv.endpoints["control"])
+        sessions = [raw.call({"op": "open", "seed": s})["session"] for s in (1, 2)]
+        replies = pipelined_steps(raw, sessions, [0, 1])
+        assert all(r["batch"] == 1 for rs in replies.values() for r in rs)
+        raw.close()
+    finally:
+        srv.stop()
