@@ -12,8 +12,8 @@
    after another) and `--max-batch 8` (one forward pass for all sessions with a step pending), both up
    for the whole run; 1, 2, 4 and 8 lock-step clients (each steps, waits for its chunk, steps again)
    measured on one, then the other, so both see the same machine; total steps/s and the mean batch.
-Writes benchmarks/results/bridge-<model>-<cpu|cuda>.json (sessions: bridge-sessions-cpu.json) and prints
-a table.
+Writes benchmarks/results/bridge-<model>-cpu.json (--only sessions: bridge-sessions-threads<N>-cpu.json) and
+prints a table.
 """
 
 from __future__ import annotations
@@ -263,7 +263,8 @@ def main() -> None:
         rows += lockstep_sessions(model, counts, args.seconds, args.threads)
     print_table(rows)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("bridge-sessions-cpu.json" if args.only == "sessions" else f"bridge-{args.model}-cpu.json")
+    sessions_name = f"bridge-sessions-threads{args.threads or 'default'}-cpu.json"
+    out = RESULTS / (sessions_name if args.only == "sessions" else f"bridge-{args.model}-cpu.json")
     out.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
                                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "commit": commit(),
                                "args": vars(args), "rows": rows}, indent=1))

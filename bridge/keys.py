@@ -1,6 +1,6 @@
 """Create CURVE keys for `streamvideo serve --curve-keys DIR`.
 
-    python -m streamvideo.bridge.keys DIR --client unity --client robot
+    streamvideo keys DIR --client unity --client robot        (or: python -m streamvideo.bridge.keys ...)
 
 writes DIR/server.key + DIR/server.key_secret (the server's pair), DIR/clients/NAME.key_secret (give
 each client its own file and server.key) and DIR/authorized_clients/NAME.key (the allow-list the
