@@ -320,3 +320,27 @@ def test_max_batch_one_steps_sessions_one_at_a_time():
         raw.close()
     finally:
         srv.stop()
+
+
+def test_stats_of_a_session_waits_behind_its_queued_steps(server):
+    raw = Raw(server.endpoints["control"])
+    sid = raw.call({"op": "open", "seed": 0})["session"]
+    ids = [next(raw.ids) for _ in range(4)]
+    for rid in ids[:3]:
+        raw.send(P.pack({"id": rid, "op": "step", "session": sid}))
+    raw.send(P.pack({"id": ids[3], "op": "stats", "session": sid}))
+    replies = [msgpack.unpackb(raw.sock.recv_multipart()[0]) for _ in ids if raw.sock.poll(60_000)]
+    assert [r["id"] for r in replies] == ids                      # answered in request order
+    assert replies[3]["stats"]["chunks"] == 3 and replies[3]["stats"]["pending"] == 0
+    raw.close()
+
+
+def test_open_and_reset_without_a_seed_start_from_a_new_random_state(client):
+    first, second = client.open(), client.open()
+    assert not np.array_equal(first.step(0).frames, second.step(0).frames)
+    first.reset()
+    again = first.step(0).frames
+    first.reset()
+    assert not np.array_equal(again, first.step(0).frames)
+    first.close()
+    second.close()
