@@ -7,6 +7,7 @@ steady-state FPS counts video frames over the remaining chunks.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import resource
@@ -17,8 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoints import UserError
+from .cli import schedule_text
 from .presets import generator_from_parts, load_parts
-from .threads import add_threads_argument, set_threads
+from .rollout import MODES
+from .threads import add_threads_argument, positive_int, set_threads
 
 UNIFORM_MODES = ("self_forcing", "hierarchical")
 
@@ -26,13 +30,18 @@ UNIFORM_MODES = ("self_forcing", "hierarchical")
 def add_arguments(p) -> None:
     p.add_argument("--preset", default="tiny-random", help="model preset or folder (default: tiny-random)")
     p.add_argument("--random-weights", action="store_true", help="random weights for wan2.1-1.3b")
-    p.add_argument("--resolution", default=None, help="WIDTHxHEIGHT, e.g. 832x480 (random presets)")
-    p.add_argument("--schedule", default="4322222", help="diagonal mode's step allocation (default 4322222)")
-    p.add_argument("--uniform-steps", type=int, default=4, help="steps of self_forcing / hierarchical (default 4)")
-    p.add_argument("--modes", default="diagonal,self_forcing,hierarchical", help="comma-separated rollout modes")
-    p.add_argument("--chunks", type=int, default=20, help="measured chunks per mode (default 20)")
+    p.add_argument("--resolution", type=parse_resolution, default=None,
+                   help="WIDTHxHEIGHT, e.g. 832x480 (random presets)")
+    p.add_argument("--schedule", type=schedule_text, default="4322222",
+                   help="diagonal mode's step allocation (default 4322222)")
+    p.add_argument("--uniform-steps", type=uniform_steps, default="4",
+                   help="steps of self_forcing / hierarchical, 1 to 9 (default 4)")
+    p.add_argument("--modes", type=parse_modes, default="diagonal,self_forcing,hierarchical",
+                   help="comma-separated rollout modes")
+    p.add_argument("--chunks", type=positive_int, default=20, help="measured chunks per mode (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up chunks per mode (default 3)")
-    p.add_argument("--window", type=int, default=2, help="past chunks in the attention window (default 2, the release)")
+    p.add_argument("--window", type=positive_int, default=2,
+                   help="past chunks in the attention window (default 2, the release)")
     p.add_argument("--sinks", type=int, default=1, help="attention-sink chunks (default 1, the release)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 on cuda, fp32 on cpu)")
@@ -44,14 +53,38 @@ def add_arguments(p) -> None:
     p.add_argument("--json", default=None, help="where to write the results (default streamvideo-bench-PRESET.json)")
 
 
-def parse_resolution(text: str | None):
-    if text is None:
-        return None
+def parse_resolution(text: str) -> tuple[int, int]:
+    """argparse type: "WIDTHxHEIGHT" -> (height, width)."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--resolution must look like 832x480 (WIDTHxHEIGHT), got {text!r}") from None
+        width = height = 0
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels like 832x480, got {text!r}")
     return height, width
+
+
+def uniform_steps(text: str) -> str:
+    """argparse type: the one-digit step allocation of the uniform modes ("12" would mean 1 step, then 2)."""
+    if len(text) != 1 or not "1" <= text <= "9":
+        raise argparse.ArgumentTypeError(f"expected a step count from 1 to 9, got {text!r}")
+    return text
+
+
+def parse_modes(text: str) -> list[str]:
+    """argparse type: comma-separated rollout modes."""
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"expected comma-separated modes out of {', '.join(MODES)}, got {text!r}")
+    return modes
+
+
+def check_counts(args) -> None:
+    """Counts argparse cannot bound alone (0 is a valid value)."""
+    for flag in ("warmup", "sinks"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag} must be 0 or more, got {getattr(args, flag)}")
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -109,9 +142,9 @@ def print_table(rows: list[dict]) -> None:
 
 
 def run(args) -> int:
+    check_counts(args)
     set_threads(args.threads)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    parts = load_parts(args.preset, args.device, args.dtype, args.random_weights, parse_resolution(args.resolution))
+    parts = load_parts(args.preset, args.device, args.dtype, args.random_weights, args.resolution)
     model = parts[0]
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     if args.fuse_qkv:
@@ -119,8 +152,8 @@ def run(args) -> int:
     if args.compile:
         model.forward = torch.compile(model.forward, dynamic=False)
     rows = []
-    for mode in modes:
-        schedule = args.schedule if mode == "diagonal" else str(args.uniform_steps)
+    for mode in args.modes:
+        schedule = args.schedule if mode == "diagonal" else args.uniform_steps
         gen = generator_from_parts(parts, mode, schedule, window_chunks=args.window, sink_chunks=args.sinks,
                                    static_cache=args.static_cache)
         rows.append({"mode": mode, "schedule": schedule, **measure(gen, args.chunks, args.warmup, args.seed)})

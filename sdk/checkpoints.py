@@ -45,10 +45,19 @@ DIFFUSERS_CONFIG = {"patch_size": "patch_size", "num_attention_heads": "num_head
                     "in_channels": "in_channels", "out_channels": "out_channels", "text_dim": "text_dim",
                     "freq_dim": "freq_dim", "ffn_dim": "ffn_dim", "num_layers": "num_layers",
                     "cross_attn_norm": "cross_attn_norm", "eps": "eps"}
+NAMED_KEYS = 5   # an error names this many keys of each kind, then counts the rest
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or does not fit the model; the message names file and key."""
+class UserError(ValueError):
+    """A mistake of the user's, not a bug: the message says what was wrong and what was expected (naming the
+    file or value); the command line (`streamvideo.cli`) prints it in one line and exits 2. A ValueError, so
+    library callers that catch those keep working. It lives here, not in cli.py, because the package imports
+    this module at start-up and `python -m streamvideo.cli` warns when cli.py was imported before it runs."""
+
+
+class CheckpointError(UserError):
+    """A model or checkpoint file that is missing, cannot be read or does not fit its module; the message
+    names the file, and the keys when they are the problem."""
 
 
 # ----------------------------------------------------------------------------- key conversion
@@ -83,7 +92,9 @@ def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
             return load_file(str(file))
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or not a checkpoint at all
-        raise CheckpointError(f"cannot read checkpoint {file}: {err}") from err
+        kind = "safetensors" if file.suffix == ".safetensors" else "torch"
+        raise CheckpointError(f"cannot read {file}: {err}; expected a {kind} state dict (is the file "
+                              f"truncated?)") from err
     for wrapper in ("generator_ema", "generator", "state_dict", "model"):  # Self-Forcing / trainer wrappers
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -141,20 +152,38 @@ def config_from_shapes(state: dict[str, torch.Tensor], file: Path, head_dim: int
 
 # ----------------------------------------------------------------------------- load / save
 
-def load_state_checked(model: CausalDiT, state: dict[str, torch.Tensor], source: Path) -> None:
-    """strict load, except the action embedder, which a text-only checkpoint lacks by design."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.startswith("action_embedder.")]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        first = (missing or unexpected)[0]
-        raise CheckpointError(f"{source}: key {first!r} is {'missing' if missing else 'unexpected'} "
-                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
-    for k in expected:  # model order, so "first bad key" is the first one in the network
-        if k in state and state[k].shape != expected[k].shape:
-            raise CheckpointError(f"{source}: key {k!r} has shape {list(state[k].shape)}, the model expects "
-                                  f"{list(expected[k].shape)}")
-    model.load_state_dict(state, strict=False)
+def first_few(items: list[str]) -> str:
+    shown = ", ".join(items[:NAMED_KEYS])
+    return shown + (f" and {len(items) - NAMED_KEYS} more" if len(items) > NAMED_KEYS else "")
+
+
+def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], source,
+                       optional: tuple[str, ...] = ()) -> None:
+    """Load `state` into `module` only if it fills every parameter and buffer with the right shape, so
+    nothing runs on uninitialised weights; otherwise a CheckpointError names `source` and the keys.
+
+    optional: key prefixes the file may lack (a text-only Wan checkpoint has no action embedder).
+    """
+    expected = module.state_dict()
+    wrong = [k for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    # the module's own load hooks run (e.g. a default for a key older files lack), so ask it what is missing
+    result = module.load_state_dict({k: v for k, v in state.items() if k not in wrong}, strict=False)
+    missing = [k for k in result.missing_keys if k not in wrong and not k.startswith(optional)]
+    problems = {
+        "missing keys": [repr(k) for k in missing],
+        "unexpected keys": [repr(k) for k in result.unexpected_keys],
+        "wrong shapes": [f"{k!r} {list(state[k].shape)} instead of {list(expected[k].shape)}" for k in wrong],
+    }
+    found = [f"{kind} {first_few(items)}" for kind, items in problems.items() if items]
+    if found:
+        raise CheckpointError(f"{source} does not fit the {type(module).__name__}: {'; '.join(found)}")
+
+
+def load_file_checked(module: torch.nn.Module, file: Path, what: str) -> None:
+    """Fill `module` from the state-dict file `file` (`what` it should hold, for the error when it is missing)."""
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing: expected {what}")
+    load_state_checked(module, read_state_dict(file), file)
 
 
 def load_wan(path, device=None, dtype=None, **overrides) -> CausalDiT:
@@ -176,7 +205,7 @@ def load_wan(path, device=None, dtype=None, **overrides) -> CausalDiT:
     if isinstance(overrides.get("action"), dict):
         overrides["action"] = ActionSpec(**overrides["action"])
     model = CausalDiT(cfg.with_overrides(**overrides))
-    load_state_checked(model, state, path)
+    load_state_checked(model, state, path, optional=("action_embedder.",))
     return model.to(device=device, dtype=dtype)
 
 

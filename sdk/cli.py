@@ -2,6 +2,11 @@
 
 Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
 modules are imported only when their subcommand runs, so `streamvideo bench` never imports pygame.
+
+User mistakes (an unknown model, a corrupt weights file, a bad flag value, a device this machine lacks)
+are answered in one line, `streamvideo COMMAND: what was wrong, what was expected`, with exit code 2:
+modules raise `UserError` (from streamvideo.checkpoints, e.g. its CheckpointError) and `main` prints it;
+argparse errors print the same way. Every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from .checkpoints import UserError
+from .schedules import StepSchedule
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
@@ -21,10 +29,28 @@ COMMANDS = {
     "eval": ("streamvideo.evaluate", "compare a world model against the real game"),
     "prompts": ("streamvideo.prompts", "list the prompts a model was trained on and its vocabulary, or check a prompt"),
 }
+USAGE_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (no usage block), like every other user mistake."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def schedule_text(text: str) -> str:
+    """argparse type: a step allocation such as "4322222", checked now and kept as text (the rollout mode
+    picks the noise levels of each step count)."""
+    try:
+        StepSchedule.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamvideo", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="streamvideo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -41,11 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        parser.exit(2, f"streamvideo {name}: cannot import {module_name}: {err}\n"
-                       f"(is the matching extra installed? e.g. pip install 'streamvideo[all]')\n")
-    sub = argparse.ArgumentParser(prog=f"streamvideo {name}", description=help_text)
+        parser.exit(USAGE_ERROR, f"streamvideo {name}: cannot import {module_name}: {err}; "
+                                 f"is the matching extra installed? e.g. pip install 'streamvideo[all]'\n")
+    sub = OneLineParser(prog=f"streamvideo {name}", description=help_text)
     module.add_arguments(sub)
-    return int(module.run(sub.parse_args(rest)) or 0)
+    args = sub.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"{getattr(args, 'prog', sub.prog)}: {err}", file=sys.stderr)  # a command with stages sets prog
+        return USAGE_ERROR
+    except SystemExit as refusal:
+        if not isinstance(refusal.code, str):
+            raise
+        # a module's own one-line refusal, `raise SystemExit("streamvideo eval: ...")`, would exit 1:
+        # print it here and exit 2 like any other user mistake (str(refusal) still holds the message)
+        print(refusal.code, file=sys.stderr)
+        refusal.code = USAGE_ERROR
+        raise
 
 
 if __name__ == "__main__":

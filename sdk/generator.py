@@ -14,7 +14,9 @@ from .codecs import Codec
 from .model import CausalDiT
 from .rollout import MODES, ChunkOut, ChunkRollout, Conditioning, HierarchicalRollout, NoiseSource
 from .schedules import MODE_SIGMAS, StepSchedule
-from .text import TextEncoder, prompt_words, unknown_words, vocabulary
+from .text import PromptFit, TextEncoder, prompt_words, unknown_words, vocabulary
+
+PROMPT_WARNING_LEVEL = 4   # warn_... <- check_prompt <- reset / set_prompt <- the caller
 
 
 @dataclass
@@ -47,6 +49,13 @@ def check_start_frames(frames, prompts: list[str], height: int, width: int) -> n
 
 
 class StreamGenerator:
+    """Prompt + actions in, video chunks out: `reset()` starts episodes, `step(action)` returns the next chunk.
+
+    The constructor ends with `reset()` (the default prompt, a fresh random seed), so a new generator can
+    `step()` right away; there is no un-reset state. Prompts longer than the text encoder's limit are cut
+    (with a warning) and the generator keeps and reports the text it used (`prompt`, `Chunk.prompt`).
+    """
+
     def __init__(self, model: CausalDiT, codec: Codec, text_encoder: TextEncoder, latent_hw: tuple[int, int],
                  mode: str = "diagonal", schedule="4322222", batch_size: int = 1, fps: float = 16.0,
                  window_chunks: int = 2, sink_chunks: int = 1, kv_noise: float | None = None,
@@ -172,21 +181,31 @@ class StreamGenerator:
         return sorted(self.known_words)
 
     def check_prompt(self, prompt) -> str:
+        """The text of `prompt` the text encoder reads: all of it, or the beginning that fits the encoder's
+        token limit. The generator keeps and reports (gen.prompt, chunk.prompt) that text; once per distinct
+        prompt it warns about a cut and about words outside the vocabulary."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
-        self.warn_unknown_words(prompt)
-        return prompt
+        fit = self.text_encoder.fit(prompt)
+        if prompt not in self.checked_prompts:
+            self.checked_prompts.add(prompt)
+            self.warn_cut(prompt, fit)
+            self.warn_unknown_words(fit.text)
+        return fit.text
+
+    def warn_cut(self, prompt: str, fit: PromptFit) -> None:
+        if fit.cut:
+            warnings.warn(f"prompt cut to the text encoder's limit of {self.text_encoder.max_tokens} tokens (the "
+                          f"end token included): kept its first {len(fit.text)} of {len(prompt)} characters "
+                          f"({fit.kept} of {fit.total} tokens); gen.prompt and chunk.prompt give the kept text",
+                          stacklevel=PROMPT_WARNING_LEVEL)
 
     def warn_unknown_words(self, prompt: str) -> None:
-        """Warn (once per distinct prompt) about words outside the vocabulary; silent when it is unknown."""
-        if not self.known_words or prompt in self.checked_prompts:
-            return
-        self.checked_prompts.add(prompt)
-        unknown = unknown_words(prompt, self.known_words)
+        """Warn about words outside the vocabulary; silent when the vocabulary is unknown."""
+        unknown = unknown_words(prompt, self.known_words) if self.known_words else []
         if unknown:
-            # stacklevel 4: warn_unknown_words <- check_prompt <- reset / set_prompt <- the caller
             warnings.warn(f"prompt words not in the model's vocabulary: {', '.join(map(repr, unknown))} "
-                          f"(they do not steer this model; see gen.example_prompts())", stacklevel=4)
+                          f"(they do not steer this model; see gen.example_prompts())", stacklevel=PROMPT_WARNING_LEVEL)
 
     # ----------------------------------------------------------------------- generation
 

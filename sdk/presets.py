@@ -2,21 +2,27 @@
 
 A model folder (what `streamvideo train` writes, and what ships as "default") holds `streamvideo.json`
 (architecture, codec, text encoder, latent size, fps, schedule, default prompt, the prompts it was trained
-on) and safetensors weights: `model.safetensors`, `codec.safetensors`, optionally `text.safetensors`.
-It may also hold `start_frames.npz` ("frames": uint8 [P, T, H, W, 3]), a few real frames per trained
-prompt that play and the envs start streams from.
+on) and safetensors weights: `model.safetensors`, and `codec.safetensors` unless the codec has no weights
+(pixel); a umT5 text encoder is a subfolder that streamvideo.json names. It may also hold
+`start_frames.npz` ("frames": uint8 [P, T, H, W, 3]), a few real frames per trained prompt that play and
+the envs start streams from.
+
+Loading checks every file: a missing, unreadable or ill-fitting one raises a `CheckpointError` naming the
+file and what was expected (and the keys, for weights), so nothing runs on uninitialised weights.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .actions import ActionSpec
+from .checkpoints import CheckpointError, UserError, load_file_checked
 from .codecs import PixelCodec, TAEHVCodec
 from .codecs import build as build_codec
 from .generator import StreamGenerator, check_start_frames
@@ -27,7 +33,10 @@ PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 GAME_ACTIONS = ActionSpec("discrete", n=6)   # the built-in game: no-op, up, down, left, right, plant
 RANDOM_PRESETS = ("tiny-random", "wan2.1-1.3b")
 MODEL_FILE = "streamvideo.json"
+MODEL_WEIGHTS = "model.safetensors"
+CODEC_WEIGHTS = "codec.safetensors"
 START_FRAMES_FILE = "start_frames.npz"
+REQUIRED_META = ("model", "codec", "text", "latent_hw", "fps")   # what from_folder reads without a default
 
 
 def preset_names() -> list[str]:
@@ -43,8 +52,26 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
             return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                     "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
         except KeyError:
-            raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16") from None
+            raise UserError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16") from None
     return dtype
+
+
+def resolve_device(device) -> torch.device:
+    """The torch device to run on (None: cuda when available, else cpu), refusing one this machine lacks
+    before any weights are built on it."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {str(device)!r}; expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {str(device)!r}: CUDA is not available on this machine (torch "
+                        f"{torch.__version__}); use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def seeded_random(module_factory, seed: int, device, dtype):
@@ -76,16 +103,47 @@ def wan_random(device, dtype, resolution=None):
     return model, codec, text, (height // 8, width // 8), 16.0, "a random world"
 
 
+def missing_meta(folder: Path) -> CheckpointError:
+    return CheckpointError(f"{folder / MODEL_FILE} is missing: expected a model folder, as `save_model_folder` "
+                           f"and `streamvideo train` write")
+
+
+def read_meta(folder: Path) -> dict:
+    """A model folder's streamvideo.json, with every field loading needs."""
+    file = folder / MODEL_FILE
+    if not file.is_file():
+        raise missing_meta(folder)
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {file}: {err}; expected the JSON object `save_model_folder` "
+                              f"writes") from None
+    missing = [key for key in REQUIRED_META if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise CheckpointError(f"{file} lacks {', '.join(map(repr, missing))}; expected a JSON object with "
+                              f"{', '.join(map(repr, REQUIRED_META))}")
+    return meta
+
+
+def built(file: Path, entry: str, build):
+    """build() the part streamvideo.json's `entry` describes; a description that does not build names both."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, OSError) as err:
+        raise CheckpointError(f"{file}: cannot build its {entry!r} entry ({type(err).__name__}: {err})") from err
+
+
 def from_folder(folder: Path, device, dtype):
     """A model folder written by `save_model_folder`."""
-    from safetensors.torch import load_file
-    meta = json.loads((folder / MODEL_FILE).read_text())
-    model = CausalDiT(ModelConfig.from_dict(meta["model"]))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    codec = build_codec(**meta["codec"])
-    if (folder / "codec.safetensors").exists():
-        codec.load_state_dict(load_file(str(folder / "codec.safetensors")), strict=True)
-    text = text_encoder_from_meta(meta["text"], folder)
+    meta = read_meta(folder)
+    file = folder / MODEL_FILE
+    model = built(file, "model", lambda: CausalDiT(ModelConfig.from_dict(meta["model"])))
+    load_file_checked(model, folder / MODEL_WEIGHTS, f"the model's weights for the architecture {MODEL_FILE} describes")
+    codec = built(file, "codec", lambda: build_codec(**meta["codec"]))
+    if codec.state_dict() or (folder / CODEC_WEIGHTS).exists():   # a codec without weights (pixel) has no file
+        load_file_checked(codec, folder / CODEC_WEIGHTS,
+                          f"the weights of the {meta['codec'].get('name')!r} codec {MODEL_FILE} names")
+    text = built(file, "text", lambda: text_encoder_from_meta(meta["text"], folder))
     return (model.to(device, dtype), codec.to(device, dtype), text, tuple(meta["latent_hw"]), meta["fps"],
             meta.get("prompt", ""), meta.get("schedule"))
 
@@ -97,7 +155,7 @@ def text_encoder_from_meta(spec: dict, folder: Path) -> TextEncoder:
     if kind == "umt5":
         from .text import UMT5Encoder
         return UMT5Encoder(folder / spec["folder"], max_tokens=spec.get("max_tokens", 512))
-    raise ValueError(f"{folder / MODEL_FILE}: unknown text encoder {kind!r}; expected 'hash' or 'umt5'")
+    raise ValueError(f"unknown text encoder {kind!r}; expected 'hash' or 'umt5'")
 
 
 def save_model_folder(folder, model: CausalDiT, codec, text: dict, latent_hw, fps: float, prompt: str = "",
@@ -144,15 +202,16 @@ def write_start_frames(folder: Path, frames: np.ndarray | None) -> None:
 def load_parts(name_or_path="default", device=None, dtype=None, random_weights: bool = False, resolution=None):
     """(model, codec, text encoder, latent_hw, fps, default prompt, model's own schedule) without a generator,
     so several generators (e.g. one per rollout mode in `streamvideo bench`) can share one model."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     name = str(name_or_path)
     if name == "tiny-random":
         return (*tiny_random(device, dtype, resolution), None)
     if name == "wan2.1-1.3b":
         if not random_weights:
-            raise ValueError("weights for wan2.1-1.3b are not shipped: pass a diffusers Wan2.1 folder as the path, "
-                             "or random_weights=True to measure speed on the full-size architecture")
+            raise UserError("weights for wan2.1-1.3b are not shipped: pass a diffusers Wan2.1 folder as the path, "
+                            "or random_weights=True (--random-weights) to measure speed on the full-size "
+                            "architecture")
         return (*wan_random(device, dtype, resolution), None)
     return from_folder(find_folder(name), device, dtype)
 
@@ -162,8 +221,10 @@ def find_folder(name: str) -> Path:
     for folder in (PACKAGE_WEIGHTS / name, Path(name)):
         if (folder / MODEL_FILE).exists():
             return folder
-    raise ValueError(f"no model {name!r}: expected a preset ({', '.join(preset_names())}) or a folder "
-                     f"containing {MODEL_FILE}")
+    if Path(name).is_dir():
+        raise missing_meta(Path(name))
+    raise CheckpointError(f"no model {name!r}: expected a preset ({', '.join(preset_names())}) or a folder "
+                          f"containing {MODEL_FILE}")
 
 
 def trained_prompts(name_or_path="default") -> list[str]:
@@ -172,8 +233,7 @@ def trained_prompts(name_or_path="default") -> list[str]:
     name = str(name_or_path)
     if name in RANDOM_PRESETS:
         return []
-    meta = json.loads((find_folder(name) / MODEL_FILE).read_text())
-    return list(meta.get("prompts") or [])
+    return list(read_meta(find_folder(name)).get("prompts") or [])
 
 
 def trained_start_frames(name_or_path="default", prompts: list[str] | None = None) -> np.ndarray | None:
@@ -189,8 +249,7 @@ def trained_start_frames(name_or_path="default", prompts: list[str] | None = Non
     folder = find_folder(name)
     if not (folder / START_FRAMES_FILE).exists():
         return None
-    with np.load(folder / START_FRAMES_FILE) as data:
-        frames = data["frames"]
+    frames = read_start_frames(folder / START_FRAMES_FILE)
     if prompts is None:
         return frames
     recorded = trained_prompts(folder)
@@ -201,12 +260,34 @@ def trained_start_frames(name_or_path="default", prompts: list[str] | None = Non
     return frames[[recorded.index(p) for p in prompts]]
 
 
+def read_start_frames(file: Path) -> np.ndarray:
+    try:
+        with np.load(file) as data:
+            return data["frames"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # truncated, not an npz, no "frames"
+        raise CheckpointError(f"cannot read {file}: {err}; expected an npz archive with \"frames\" uint8 "
+                              f"[P, T, H, W, 3]") from None
+
+
+def checked_start_frames(name_or_path, parts, prompts: list[str]) -> np.ndarray | None:
+    """The folder's start frames, checked against its prompts and the model's frame size (naming the file)."""
+    frames = trained_start_frames(name_or_path)
+    if frames is None:
+        return None
+    codec, latent_hw = parts[1], parts[3]
+    try:
+        return check_start_frames(frames, prompts, latent_hw[0] * codec.spatial_factor,
+                                  latent_hw[1] * codec.spatial_factor)
+    except ValueError as err:
+        raise CheckpointError(f"{find_folder(str(name_or_path)) / START_FRAMES_FILE}: {err}") from None
+
+
 def add_start_frames(folder, data_dir) -> Path:
     """Give an existing model folder start frames: for each of its recorded prompts, the first chunk of
     frames of the first episode with that prompt in `data_dir` (a `streamvideo collect` dataset)."""
     from .collect import first_frames
     folder = find_folder(str(folder))
-    meta = json.loads((folder / MODEL_FILE).read_text())
+    meta = read_meta(folder)
     prompts = trained_prompts(folder)
     if not prompts:
         raise ValueError(f"{folder / MODEL_FILE} records no trained prompts to pair start frames with")
@@ -246,7 +327,8 @@ def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal"
     its start frames (if any) the generator's `start_frames_for(prompt)`.
     """
     parts = load_parts(name_or_path, device, dtype, random_weights, resolution)
+    prompts = trained_prompts(name_or_path)
+    start_frames = checked_start_frames(name_or_path, parts, prompts)
     return generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,
                                 sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend, sigmas=sigmas, rope=rope,
-                                trained_prompts=trained_prompts(name_or_path),
-                                start_frames=trained_start_frames(name_or_path))
+                                trained_prompts=prompts, start_frames=start_frames)

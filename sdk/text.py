@@ -4,18 +4,35 @@
 - `UMT5Encoder`: Wan's umT5 encoder from a local folder through transformers (the `wan` extra)
 
 Both pad to a fixed `max_tokens` with zeros beyond the mask (as Wan does), and keep a small LRU
-cache of encoded prompts: games repeat the same few prompts.
+cache of encoded prompts: games repeat the same few prompts. A prompt longer than `max_tokens` (its end
+token included) is cut to its first tokens; `fit(prompt)` says which part of the prompt is read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+HASH_TOKEN = re.compile(r"\w+|[^\w\s]")   # what the hash encoder reads: words and single punctuation marks
+
+
+@dataclass(frozen=True)
+class PromptFit:
+    """The part of a prompt a text encoder reads: all of it, or the beginning that fits its `max_tokens`."""
+    text: str     # what the encoder reads (encoding it gives the prompt's tokens); the prompt itself when it fits
+    kept: int     # the prompt's tokens the encoder keeps (the end token not counted)
+    total: int    # the prompt's tokens
+
+    @property
+    def cut(self) -> bool:
+        return self.kept < self.total
 
 
 class TextEncoder:
@@ -45,6 +62,10 @@ class TextEncoder:
         return torch.stack([t for t, _ in entries]), torch.stack([m for _, m in entries])
 
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def fit(self, prompt: str) -> PromptFit:
+        """How much of `prompt` fits in `max_tokens`: the text the encoder actually reads."""
         raise NotImplementedError
 
 
@@ -108,11 +129,22 @@ class HashTextEncoder(TextEncoder):
         gen = torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
         return torch.randn(self.dim, generator=gen)
 
+    def fit(self, prompt: str) -> PromptFit:
+        ends = [match.end() for match in HASH_TOKEN.finditer(prompt.lower())]
+        kept = min(len(ends), self.max_tokens - 1)  # the end token takes the last place
+        if kept == len(ends):
+            return PromptFit(prompt, kept, kept)
+        lowered_end = ends[kept - 1] if kept else 0
+        # lower() lengthens a few characters ("İ" -> "i̇"): cut the prompt where its lowered prefix reaches the end
+        lowered_lengths = itertools.accumulate((len(char.lower()) for char in prompt), initial=0)
+        cut = next(i for i, length in enumerate(lowered_lengths) if length >= lowered_end)
+        return PromptFit(prompt[:cut], kept, len(ends))
+
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = torch.zeros(len(prompts), self.max_tokens, self.dim)
         mask = torch.zeros(len(prompts), self.max_tokens, dtype=torch.bool)
         for i, prompt in enumerate(prompts):
-            words = re.findall(r"\w+|[^\w\s]", prompt.lower())[: self.max_tokens - 1] + [self.END]
+            words = HASH_TOKEN.findall(prompt.lower())[: self.max_tokens - 1] + [self.END]
             tokens[i, : len(words)] = (
                 torch.stack([self.word_vector(w) for w in words]) + self.positions[: len(words)]
             )
@@ -167,6 +199,13 @@ class UMT5Encoder(TextEncoder):
         self.dim = self.model.config.d_model
         self.max_tokens = max_tokens
         self.device = torch.device(device)
+
+    def fit(self, prompt: str) -> PromptFit:
+        ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
+        room = self.max_tokens - self.tokenizer.num_special_tokens_to_add()  # the end token </s> closes a prompt
+        if len(ids) <= room:
+            return PromptFit(prompt, len(ids), len(ids))
+        return PromptFit(self.tokenizer.decode(ids[:room], skip_special_tokens=True), room, len(ids))
 
     @torch.no_grad()
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

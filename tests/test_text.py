@@ -81,3 +81,53 @@ def test_umt5_encoder_errors(tmp_path, tiny_umt5_folder):
     transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="expected 'umt5' or 't5'"):
         UMT5Encoder(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+#                      Prompts longer than the encoder reads: cut, reported, warned once
+# ---------------------------------------------------------------------------------------------
+
+LONG_PROMPT = " ".join(["Word"] * 2000)   # 9999 characters, 2000 tokens
+KEPT = " ".join(["Word"] * 15)            # tiny-random's encoder: 16 tokens, the end token included
+CUT_WARNING = ("prompt cut to the text encoder's limit of 16 tokens (the end token included): kept its first 74 of "
+               "9999 characters (15 of 2000 tokens); gen.prompt and chunk.prompt give the kept text")
+
+
+@pytest.mark.parametrize("prompt, text, kept, total", [
+    ("A red car.", "A red car.", 4, 4),                          # fits: the prompt itself
+    ("A red car, BLUE sky! jumps", "A red car, BLUE", 5, 8),      # cut after the last kept token, case kept
+    ("İİ a b c d e", "İİ a", 5, 9),                              # "İ" lowers to two tokens, "i" and a dot
+])
+def test_hash_encoder_fit_is_the_text_it_reads(prompt, text, kept, total):
+    enc = HashTextEncoder(dim=16, max_tokens=6)
+    fit = enc.fit(prompt)
+    assert (fit.text, fit.kept, fit.total, fit.cut) == (text, kept, total, kept < total)
+    assert torch.equal(enc.encode([fit.text])[0], enc.encode([prompt])[0])
+
+
+def test_umt5_encoder_fit_is_the_text_it_reads(tiny_umt5_folder):
+    enc = UMT5Encoder(tiny_umt5_folder, max_tokens=4)
+    fit = enc.fit("a red car drives left")
+    assert (fit.text, fit.kept, fit.total) == ("a red car", 3, 5)
+    assert torch.equal(enc.encode([fit.text])[0], enc.encode(["a red car drives left"])[0])
+    assert enc.fit("blue sky").text == "blue sky"
+
+
+def test_a_long_prompt_is_cut_with_one_warning_and_the_kept_text_is_reported():
+    import streamvideo
+    gen = streamvideo.load("tiny-random", device="cpu")
+    with pytest.warns(UserWarning) as caught:
+        gen.reset(prompt=LONG_PROMPT, seed=0)
+        chunk = gen.step()
+        gen.set_prompt(LONG_PROMPT)                               # the same prompt: already warned
+    assert [str(w.message) for w in caught] == [CUT_WARNING]
+    assert caught[0].filename == __file__                         # points at the caller
+    assert gen.prompt == chunk.prompt == gen.step().prompt == KEPT
+
+
+def test_the_env_reports_the_kept_prompt():
+    from streamvideo.envs.stream_env import StreamVideoEnv
+    env = StreamVideoEnv(model="tiny-random", device="cpu", prompt=LONG_PROMPT)
+    with pytest.warns(UserWarning, match="prompt cut"):
+        _, info = env.reset(seed=0)
+    assert info["prompt"] == env.step(0)[4]["prompt"] == KEPT

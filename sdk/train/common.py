@@ -32,9 +32,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..checkpoints import CheckpointError, load_state_checked
+from ..cli import schedule_text
+from ..threads import positive_int
+
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 ARGS = "args.json"
+# fields that mean the same in every stage, checked by argparse so a bad value is a one-line usage error
+# before any work starts (other fields keep their annotated type)
+CHECKED_FIELD_TYPES = {"steps": positive_int, "batch_size": positive_int, "save_every": positive_int,
+                       "log_every": positive_int, "threads": positive_int, "stop_after": positive_int,
+                       "schedule": schedule_text}
 
 
 # --------------------------------------------------------------------------- arguments
@@ -57,7 +66,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
-        tp = field_type(f)
+        tp = CHECKED_FIELD_TYPES.get(f.name, field_type(f))
         if tp is bool:
             parser.add_argument(flag, action="store_true", default=f.default, help=help_text)
         elif f.default is dataclasses.MISSING:
@@ -125,12 +134,17 @@ class Run:
             self.resume()
 
     def resume(self) -> None:
-        state = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=False)
+        path = self.out / CHECKPOINT
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # truncated (a kill never leaves one, a full disk may) or not a checkpoint
+            raise CheckpointError(f"cannot read {path}: {err}; delete it to start over, or pass another "
+                                  f"--out") from err
         missing = (set(self.modules) - set(state["modules"])) | (set(self.optimizers) - set(state["optimizers"]))
         if missing:
-            raise ValueError(f"{self.out / CHECKPOINT} lacks {sorted(missing)}: was it written by another stage?")
-        for name, module in self.modules.items():
-            module.load_state_dict(state["modules"][name])
+            raise CheckpointError(f"{path} lacks {sorted(missing)}: was it written by another stage?")
+        for name, module in self.modules.items():  # a resumed run must have the arguments that wrote it
+            load_state_checked(module, state["modules"][name], f"{path} ({name})")
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         set_rng_state(state["rng"])

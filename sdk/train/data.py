@@ -66,14 +66,14 @@ def save_codec(folder, codec: Codec) -> None:
 
 def load_codec(spec) -> Codec:
     """A codec folder written by `streamvideo train codec`, or "pixel:P" (frames as P x P patches, no training)."""
-    from safetensors.torch import load_file
+    from streamvideo.checkpoints import load_file_checked
     if str(spec).startswith("pixel:"):
         return PixelCodec(patch=int(str(spec).split(":")[1]))
     folder = Path(spec)
     if not (folder / CODEC_META).exists():
         raise FileNotFoundError(f"{folder / CODEC_META} not found: pass the output folder of `streamvideo train codec`")
     codec = build_codec(**json.loads((folder / CODEC_META).read_text()))
-    codec.load_state_dict(load_file(str(folder / CODEC_WEIGHTS)), strict=True)
+    load_file_checked(codec, folder / CODEC_WEIGHTS, f"the weights of the {codec.config()['name']!r} codec")
     return codec.eval().requires_grad_(False)
 
 
