@@ -4,13 +4,17 @@
 
 Counts the matrix products of one streaming pass (a chunk of queries against the KV window plus
 itself, text cross-attention, FFN) and divides by the device's dense bf16 rate. Prints the floor
-per pass, per chunk at a given step count, and the FPS ceiling it implies.
+per pass, per chunk at a given step count, and the FPS ceiling it implies, and saves them as JSON to
+`--out` (default: benchmarks/results/local/flop_floor-<preset>-<resolution>.json, not committed).
 """
 
 import argparse
 import json
+from pathlib import Path
 
 from streamvideo.model import PRESETS
+
+LOCAL_RESULTS = Path(__file__).parent / "results" / "local"   # runs that should not replace committed results
 
 
 def pass_flops(cfg, latent_h: int, latent_w: int, window_chunks: int, text_tokens: int) -> dict:
@@ -35,6 +39,8 @@ def main() -> None:
     ap.add_argument("--tflops", type=float, default=790.0, help="dense bf16 TFLOP/s of the device (H100: ~790)")
     ap.add_argument("--steps", type=int, default=2, help="denoising passes per steady-state chunk")
     ap.add_argument("--frames-per-chunk", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results JSON (default: benchmarks/results/local/flop_floor-<preset>-<resolution>.json)")
     args = ap.parse_args()
     cfg = PRESETS[args.preset]()
     width, height = (int(v) for v in args.resolution.split("x"))
@@ -49,7 +55,11 @@ def main() -> None:
     print(f"floor at {args.tflops:.0f} TFLOP/s: {pass_ms:.1f} ms per pass, "
           f"{chunk_ms:.1f} ms per {args.steps}-step chunk -> at most {result['fps_ceiling']:.0f} FPS "
           f"({args.frames_per_chunk} frames per chunk), before decode")
-    print(json.dumps(result))
+    out = args.out or LOCAL_RESULTS / f"flop_floor-{args.preset}-{args.resolution}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    out.write_text(json.dumps({"benchmark": "flop_floor", **settings, **result}, indent=2))
+    print(f"saved {out}")
 
 
 if __name__ == "__main__":

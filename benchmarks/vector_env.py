@@ -4,8 +4,10 @@
     python benchmarks/vector_env.py --model wan2.1-1.3b --random-weights --device cuda --num-envs 1 2 4 8
 
 Both sides step the same seeded random actions through the Gymnasium API; "separate" is Gymnasium's
-SyncVectorEnv over N StreamVideoEnv, each with its own generator. Prints a table and saves
-benchmarks/results/vector_env-<model>-<device>.json.
+SyncVectorEnv over N StreamVideoEnv, each with its own generator. Shows a progress bar (one tick per
+measurement: N streams, one side, one round), prints a table and saves the results JSON to `--out`
+(default: benchmarks/results/local/vector_env-<model>-<device>.json, not committed). The committed
+results are replaced only on purpose: `--out benchmarks/results/vector_env-<model>-<device>.json`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
+from tqdm import tqdm
 
 import streamvideo
 from streamvideo.envs.stream_env import StreamVideoEnv
 from streamvideo.envs.vector_env import StreamVideoVectorEnv
 
-RESULTS = Path(__file__).parent / "results"
+LOCAL_RESULTS = Path(__file__).parent / "results" / "local"   # runs that should not replace the committed JSON
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,7 +44,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternating rounds of both sides; the best round counts (a shared machine is noisy)")
-    return parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results JSON (default: benchmarks/results/local/vector_env-<model>-<device>.json)")
+    args = parser.parse_args()
+    if args.out is None:
+        args.out = LOCAL_RESULTS / f"vector_env-{Path(args.model).name}-{args.device.split(':')[0]}.json"
+    return args
 
 
 def load_generator(args: argparse.Namespace, batch_size: int):
@@ -73,10 +81,14 @@ def fastest(results: list[dict]) -> dict:
     return max(results, key=lambda r: r["frames_per_second"])
 
 
-def best_of_alternating_rounds(batched, separate, args) -> tuple[dict, dict]:
-    rounds = [(measure(batched, args.steps, args.warmup), measure(separate, args.steps, args.warmup))
-              for _ in range(args.repeats)]
-    return fastest([b for b, _ in rounds]), fastest([s for _, s in rounds])
+def best_of_alternating_rounds(batched, separate, args, progress: tqdm) -> tuple[dict, dict]:
+    results: dict[str, list[dict]] = {"batched": [], "separate": []}
+    for round_index in range(args.repeats):
+        for side, envs in (("batched", batched), ("separate", separate)):
+            progress.set_postfix_str(f"N={envs.num_envs} {side}, round {round_index + 1}/{args.repeats}")
+            results[side].append(measure(envs, args.steps, args.warmup))
+            progress.update()
+    return fastest(results["batched"]), fastest(results["separate"])
 
 
 def release_memory() -> None:
@@ -88,19 +100,22 @@ def release_memory() -> None:
 def main() -> None:
     args = parse_args()
     rows = []
-    print(f"{'N':>3} {'batched fps':>12} {'separate fps':>13} {'speedup':>8}   ({args.model}, {args.device})")
+    progress = tqdm(total=len(args.num_envs) * args.repeats * 2, desc="vector_env", unit="measurement")
+    progress.write(f"{'N':>3} {'batched fps':>12} {'separate fps':>13} {'speedup':>8}   ({args.model}, {args.device})")
     for n in args.num_envs:
+        progress.set_postfix_str(f"N={n} loading")
         batched_env = StreamVideoVectorEnv(n, model=load_generator(args, n))
         separate_envs = gym.vector.SyncVectorEnv(
             [lambda: StreamVideoEnv(model=load_generator(args, 1)) for _ in range(n)])
-        batched, separate = best_of_alternating_rounds(batched_env, separate_envs, args)
+        batched, separate = best_of_alternating_rounds(batched_env, separate_envs, args, progress)
         batched_env.close()
         separate_envs.close()
         release_memory()
         speedup = batched["frames_per_second"] / separate["frames_per_second"]
         rows.append({"num_envs": n, "batched": batched, "separate": separate, "speedup": speedup})
-        print(f"{n:>3} {batched['frames_per_second']:>12.1f} {separate['frames_per_second']:>13.1f} "
-              f"{speedup:>7.2f}x")
+        progress.write(f"{n:>3} {batched['frames_per_second']:>12.1f} {separate['frames_per_second']:>13.1f} "
+                       f"{speedup:>7.2f}x")
+    progress.close()
 
     probe = load_generator(args, 1)
     report = {
@@ -112,10 +127,9 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "results": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"vector_env-{Path(args.model).name}-{args.device.split(':')[0]}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"saved {path}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"saved {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ Keys: the model's actions (arrows / WASD / space..., listed on the help overlay)
 prompt (Enter again applies it from the next chunk, Esc cancels), R reset, P pause, F12 screenshot,
 H help, Esc quit.
 
+The HUD shows the frames shown per second ("paused" instead while paused), the index of the chunk on
+screen and its generation time and NFE, and the prompt (wrapped to two lines, ellipsized after that).
+The chunk index is the generator's `Chunk.index`, the env's `info["chunk"]`: it counts from 0 at the
+start of a stream, and a stream from real start frames counts them, so its first generated chunk is #1.
+Typed text longer than the window shows its end (the end being typed), with an ellipsis in front.
+
     streamvideo play --prompt "sandy desert"
     streamvideo play --headless --frames 300 --record out.mp4   # no display: scripted keys, prints a summary
 """
@@ -33,8 +39,10 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
+from .checkpoints import UserError  # noqa: E402
+from .cli import schedule_text  # noqa: E402
 from .keymap import KeyMap  # noqa: E402
-from .threads import add_threads_argument, set_threads  # noqa: E402
+from .threads import add_threads_argument, positive_int, set_threads  # noqa: E402
 from .video import Mp4Writer  # noqa: E402
 
 FALLBACK_MODEL = "tiny-random"
@@ -43,7 +51,11 @@ SCRIPTED_PROMPT = ("a red knight walking on snowy ground among pine trees and wa
                    "warm palette")
 HEADLESS_FRAMES = 300
 CONTROL_HELP = ["    Enter  type a new prompt", "        R  reset", "        P  pause",
-                "      F12  screenshot", "        H  this help", "      Esc  quit"]
+                "      F12  screenshot", "        H  this help", "      Esc  quit",
+                "HUD chunk #n = the env's info['chunk']: from 0,", "start frames included (then the first is #1)"]
+ELLIPSIS = "\u2026"
+HUD_MARGIN = 6         # pixels between the window's left and right edges and the HUD text
+PROMPT_LINES = 2       # the current prompt wraps onto at most this many HUD lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,16 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f'when "default" is not available)')
     parser.add_argument("--mode", default=None, choices=["diagonal", "self_forcing", "hierarchical"],
                         help="rollout mode (default: the model's)")
-    parser.add_argument("--schedule", default=None, help='denoising steps per chunk, e.g. "4322222"')
+    parser.add_argument("--schedule", type=schedule_text, default=None,
+                        help='denoising steps per chunk, e.g. "4322222"')
     parser.add_argument("--prompt", default=None, help="text prompt to start from")
-    parser.add_argument("--scale", type=int, default=None,
+    parser.add_argument("--scale", type=positive_int, default=None,
                         help="window pixels per model pixel (default: longer side about 512 px)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first stream (each reset adds 1)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--record", metavar="OUT.mp4", default=None, help="write the frames shown to an mp4")
     parser.add_argument("--headless", action="store_true",
                         help="no window (SDL dummy driver): play a scripted key sequence and print a summary")
-    parser.add_argument("--frames", type=int, default=None,
+    parser.add_argument("--frames", type=positive_int, default=None,
                         help=f"stop after this many frames (headless default: {HEADLESS_FRAMES})")
     parser.add_argument("--no-start-frames", dest="start_frames", action="store_false",
                         help="start streams from the prompt alone, not from the model's real start frames")
@@ -70,11 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
+    if args.record and not Path(args.record).resolve().parent.is_dir():
+        raise UserError(f"--record {args.record}: folder {Path(args.record).resolve().parent} does not exist")
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
         os.environ["SDL_AUDIODRIVER"] = "dummy"
     generator, model_name = load_model(args)
-    frames = args.frames or (HEADLESS_FRAMES if args.headless else None)
+    frames = HEADLESS_FRAMES if args.frames is None and args.headless else args.frames
     session = PlaySession(generator, model_name, prompt=args.prompt, seed=args.seed, scale=args.scale,
                           record=args.record, paced=not args.headless, start_frames=args.start_frames)
     script = demo_script(session.keymap, frames) if args.headless else None
@@ -163,7 +178,7 @@ class Controls:
 @dataclass(frozen=True)
 class Generated:
     frames: np.ndarray   # uint8 [T, H, W, 3]
-    index: int           # chunk index in the stream (0 after a reset)
+    index: int           # chunk index in the stream, as the env's info["chunk"] (start frames count)
     seconds: float       # generation time of the chunk
     nfe: int             # network evaluations spent on it
     action: object       # the action it was generated with
@@ -259,6 +274,51 @@ class PlaySummary:
         return lines
 
 
+# ------------------------------------------------------------------------------------ fitting text to the window
+
+def longest_fit(fits, n: int) -> int:
+    """The largest k in [0, n] with fits(k), for a `fits` that holds up to some k and fails above it."""
+    low, high = 0, n
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
+def ellipsize_front(font: pygame.font.Font, text: str, width: int) -> str:
+    """`text` if it fits in `width` pixels, else its longest end that fits behind an ellipsis."""
+    if font.size(text)[0] <= width:
+        return text
+    keep = longest_fit(lambda k: font.size(ELLIPSIS + text[len(text) - k:])[0] <= width, len(text))
+    return ELLIPSIS + text[len(text) - keep:]
+
+
+def ellipsize_end(font: pygame.font.Font, text: str, width: int) -> str:
+    """`text` if it fits in `width` pixels, else its longest start that fits before an ellipsis."""
+    if font.size(text)[0] <= width:
+        return text
+    return text[:longest_fit(lambda k: font.size(text[:k] + ELLIPSIS)[0] <= width, len(text))] + ELLIPSIS
+
+
+def fitting_prefix(font: pygame.font.Font, text: str, width: int) -> int:
+    """How many leading characters of `text` fit in `width` pixels."""
+    return longest_fit(lambda k: font.size(text[:k])[0] <= width, len(text))
+
+
+def wrap_text(font: pygame.font.Font, text: str, width: int, max_lines: int) -> list[str]:
+    """`text` in lines of at most `width` pixels, broken at spaces where there are any; what does not fit
+    in `max_lines` lines is cut with an ellipsis at the end of the last."""
+    lines: list[str] = []
+    rest = text
+    while rest and len(lines) < max_lines - 1 and font.size(rest)[0] > width:
+        cut = max(1, fitting_prefix(font, rest, width))  # at least one character, so each line moves on
+        space = rest.rfind(" ", 0, cut + 1)
+        cut = space if space > 0 else cut
+        lines.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return lines + [ellipsize_end(font, rest, width)]
+
+
 # ------------------------------------------------------------------------------------ the game loop
 
 class PlaySession:
@@ -350,7 +410,7 @@ class PlaySession:
             self.pending.clear()
             self.notify("reset")
         elif key == pygame.K_p:
-            self.paused = not self.paused
+            self.toggle_pause()
         elif key == pygame.K_F12:
             self.screenshot()
         elif key in (pygame.K_h, pygame.K_F1):
@@ -369,6 +429,14 @@ class PlaySession:
             self.typing = None
         elif key == pygame.K_BACKSPACE:
             self.typing = self.typing[:-1]
+
+    def toggle_pause(self) -> None:
+        # FPS counts frames of the stream shown per second, what a player reads as how smoothly the world
+        # plays. While paused none are shown: the HUD says "paused" rather than 0 FPS (which reads as a hang)
+        # or the window's redraw rate (not the game's), and the measure restarts at resume so the pause
+        # does not drag the first seconds after it down.
+        self.paused = not self.paused
+        self.shown_times.clear()
 
     # ---------------------------------------------------------------- frames
 
@@ -408,22 +476,38 @@ class PlaySession:
         pygame.transform.scale(surface, self.screen.get_size(), self.screen)
         self.draw_lines(self.hud_lines(), top=True)
         if self.typing is not None:
-            self.draw_lines([f"new prompt: {self.typing}_", "Enter apply   Esc cancel"], top=False)
+            self.draw_lines(self.typing_lines(), top=False)
         elif time.monotonic() < self.message_until:
-            self.draw_lines([self.message], top=False)
+            self.draw_lines([ellipsize_front(self.font, self.message, self.text_width)], top=False)
         if time.monotonic() < self.help_until:
             self.draw_help()
         pygame.display.flip()
 
-    def hud_lines(self) -> list[str]:
+    @property
+    def text_width(self) -> int:
+        return self.screen.get_width() - 2 * HUD_MARGIN
+
+    def fps_text(self) -> str:
+        """Frames shown per second over the last two seconds of play; "paused" while paused."""
         times = self.shown_times
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        if self.paused:
+            return "paused"
+        if len(times) < 2 or times[-1] <= times[0]:
+            return "-- FPS"
+        return f"{(len(times) - 1) / (times[-1] - times[0]):4.1f} FPS"
+
+    def hud_lines(self) -> list[str]:
+        """Top lines: FPS, the chunk on screen (index as the env's info["chunk"]), its cost, its prompt."""
         last = self.chunks[-1] if self.chunks else None
-        status = "  PAUSED" if self.paused else ""
         if last is None:
-            return [f"generating the first chunk...{status}"]
-        return [f"{fps:4.1f} FPS   chunk #{last.index} {last.seconds * 1000:.0f} ms   NFE {last.nfe}{status}",
-                f"prompt: {last.prompt}"]
+            return ["generating the first chunk..." + ("  PAUSED" if self.paused else "")]
+        status = f"{self.fps_text()}   chunk #{last.index} {last.seconds * 1000:.0f} ms   NFE {last.nfe}"
+        return [status, *wrap_text(self.font, f"prompt: {last.prompt}", self.text_width, PROMPT_LINES)]
+
+    def typing_lines(self) -> list[str]:
+        """Bottom lines while typing: the text with the cursor, its end kept in view when it is too long."""
+        typed = ellipsize_front(self.font, f"new prompt: {self.typing}_", self.text_width)
+        return [typed, "typing a new prompt: Enter apply   Esc cancel"]
 
     def draw_lines(self, lines: list[str], top: bool) -> None:
         rendered = [self.font.render(line, True, (255, 255, 255)) for line in lines]
@@ -434,7 +518,7 @@ class PlaySession:
         self.screen.blit(backdrop, (0, y))
         y += 4
         for text in rendered:
-            self.screen.blit(text, (6, y))
+            self.screen.blit(text, (HUD_MARGIN, y))
             y += text.get_height()
 
     def draw_help(self) -> None:

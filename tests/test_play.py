@@ -1,4 +1,7 @@
-"""streamvideo play: the key map, and the real pygame loop (SDL dummy driver) writing a playable mp4."""
+"""streamvideo play: the key map, the HUD's text, and the real pygame loop (SDL dummy driver) writing a
+playable mp4."""
+
+import time
 
 import imageio.v2 as imageio
 import pygame
@@ -7,8 +10,17 @@ import pytest
 import streamvideo
 from streamvideo.actions import ActionSpec
 from streamvideo.cli import main
+from streamvideo.envs.stream_env import StreamVideoEnv
 from streamvideo.keymap import KeyMap
-from streamvideo.play import SCRIPTED_PROMPT, PlaySession, demo_script, key_event, typed_prompt_events
+from streamvideo.play import (
+    ELLIPSIS,
+    SCRIPTED_PROMPT,
+    PlaySession,
+    demo_script,
+    key_event,
+    typed_prompt_events,
+    wrap_text,
+)
 
 MODEL = "tiny-random"
 
@@ -86,6 +98,7 @@ def test_pause_help_and_typing_keys():
     assert session.paused and session.typing == "ab" and session.help_until == 0.0 and help_shown
     session.draw()  # HUD, typing line and PAUSED render without error
     assert session.hud_lines() == ["generating the first chunk...  PAUSED"]
+    assert session.typing_lines()[0] == "new prompt: ab_"  # short text is shown whole
     pygame.event.post(key_event(pygame.KEYDOWN, pygame.K_ESCAPE))  # Esc while typing cancels the prompt
     session.handle_events()
     assert session.typing is None and session.running
@@ -93,6 +106,81 @@ def test_pause_help_and_typing_keys():
     session.handle_events()
     assert not session.running
     pygame.display.quit()
+
+
+# ------------------------------------------------------------------------------------ the HUD's text
+
+def fits_in_window(session: PlaySession, line: str) -> bool:
+    return session.font.size(line)[0] <= session.screen.get_width() - 12  # 6 px margins
+
+
+def test_a_long_typed_prompt_keeps_its_end_and_the_cursor_in_the_window():
+    session = PlaySession(streamvideo.load(MODEL, device="cpu"), MODEL, paced=False)  # 512 px wide
+    typed = " ".join(f"word{i}" for i in range(60))[:300]
+    pygame.event.post(key_event(pygame.KEYDOWN, pygame.K_RETURN))
+    pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, text=typed))
+    session.handle_events()
+    line = session.typing_lines()[0]
+    assert len(typed) == 300 and fits_in_window(session, line)
+    assert line.startswith(ELLIPSIS) and line.endswith(typed[-30:] + "_")  # the end being typed, cursor last
+    session.draw()
+    pygame.display.quit()
+
+
+def test_the_prompt_line_wraps_to_two_lines_then_ellipsizes():
+    session = PlaySession(streamvideo.load(MODEL, device="cpu"), MODEL, paced=False)
+    width = session.screen.get_width() - 12
+    whole = "prompt: " + SCRIPTED_PROMPT  # 114 characters: too long for one line, fits in two
+    lines = wrap_text(session.font, whole, width, max_lines=2)
+    assert len(lines) == 2 and " ".join(lines) == whole and all(fits_in_window(session, x) for x in lines)
+    cut = wrap_text(session.font, whole * 3, width, max_lines=2)
+    assert len(cut) == 2 and cut[1].endswith(ELLIPSIS) and all(fits_in_window(session, x) for x in cut)
+    assert cut[0] == lines[0]
+    pygame.display.quit()
+
+
+def test_fps_reads_paused_while_paused_and_restarts_at_resume():
+    session = PlaySession(streamvideo.load(MODEL, device="cpu"), MODEL, paced=False)
+    session.worker.start()
+    try:
+        while len(session.pending) < 2 or session.shown < 4:  # frames to show after the pause are ready
+            session.advance()
+        assert session.hud_lines()[0].split("   ")[0].endswith(" FPS")
+        pygame.event.post(key_event(pygame.KEYDOWN, pygame.K_p))
+        session.handle_events()
+        assert session.hud_lines()[0].startswith("paused   chunk #")
+        time.sleep(1.0)
+        pygame.event.post(key_event(pygame.KEYDOWN, pygame.K_p))
+        session.handle_events()
+        assert session.hud_lines()[0].startswith("-- FPS   chunk #")  # no frame shown since the resume yet
+        session.advance()
+        session.advance()
+        fps = float(session.hud_lines()[0].split(" FPS")[0])
+        assert fps > 10  # two frames shown back to back; counting the 1 s pause would give < 5 FPS
+    finally:
+        session.worker.stop()
+        pygame.display.quit()
+
+
+@pytest.mark.parametrize("model", ["default", MODEL])  # with real start frames, and without
+def test_hud_chunk_numbers_are_the_envs_info_chunk(model):
+    env = StreamVideoEnv(model=model, device="cpu")
+    env_chunks = [env.reset(seed=0)[1]["chunk"]] + [env.step(env.action_space.sample())[-1]["chunk"]
+                                                    for _ in range(2)]
+    assert env_chunks == ([1, 2, 3] if model == "default" else [0, 1, 2])
+    generator = env.unwrapped.generator
+    session = PlaySession(generator, model, paced=False)
+    session.worker.start()
+    hud = []
+    try:
+        for _ in range(3):  # the first frame of each chunk
+            session.advance()
+            hud.append(int(session.hud_lines()[0].split("chunk #")[1].split()[0]))
+            session.pending.clear()
+    finally:
+        session.worker.stop()
+        pygame.display.quit()
+    assert hud == env_chunks
 
 
 def test_headless_cli_prints_a_short_summary_and_writes_the_video(tmp_path, capsys):

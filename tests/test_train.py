@@ -45,9 +45,9 @@ def interrupted_equals_uninterrupted(tmp_path, stage, weights, *extra):
 
 def test_codec_stage_resumes(tmp_path, data):
     interrupted_equals_uninterrupted(
-        tmp_path, "codec", "codec.safetensors", "--data", data, "--steps", 3, "--save-every", 1, "--batch-size", 1,
-        "--clip-frames", 8, "--latent-channels", 4, "--encoder-channels", 4, "--decoder-channels", "4,4,4,4",
-        "--threads", 1)
+        tmp_path, "codec", "codec.safetensors", "--kind", "taehv", "--data", data, "--steps", 3, "--save-every", 1,
+        "--batch-size", 1, "--clip-frames", 8, "--latent-channels", 4, "--encoder-channels", 4,
+        "--decoder-channels", "4,4,4,4", "--threads", 1)
 
 
 def test_pca_codec_stage_fits_and_reports_psnr(tmp_path, data):

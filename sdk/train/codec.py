@@ -32,20 +32,21 @@ from .data import frames_to_tensor, save_codec
 class Args(RunArgs):
     data: str = arg(None, "dataset folder written by `streamvideo collect`")
     out: str = arg("runs/codec", "output folder (checkpoint, metrics, codec.json + codec.safetensors)")
-    kind: str = arg("taehv", "taehv (trained conv autoencoder) or pca (patches on principal components)")
+    kind: str = arg("pca", "pca (8x8 patches on their principal components, closed form: the default model's "
+                           "codec) or taehv (a conv autoencoder trained by gradient descent)")
     patch: int = arg(8, "pca: pixel patch size (the spatial factor)")
     pca_frames: int = arg(20000, "pca: frames the components are fitted on (a seeded subset)")
-    steps: int = arg(2000, "optimizer steps")
-    batch_size: int = arg(8, "clips per step")
-    clip_frames: int = arg(24, "frames per clip (a multiple of the temporal factor 4)")
-    lr: float = arg(2e-3, "AdamW learning rate")
-    warmup: int = arg(100, "linear warm-up steps")
-    latent_channels: int = arg(16, "latent channels")
-    encoder_channels: int = arg(32, "width of every encoder stage")
-    decoder_channels: str = arg("64,48,32,32", "widths of the three decoder stages and the output conv")
-    scale_weight: float = arg(0.01, "weight of the (mean z^2 - 1)^2 latent-scale term")
-    save_every: int = arg(200, "checkpoint every N steps")
-    log_every: int = arg(10, "write a metrics line every N steps")
+    latent_channels: int = arg(64, "latent channels (pca: the components kept; the default model's codec has 64)")
+    steps: int = arg(2000, "taehv: optimizer steps")
+    batch_size: int = arg(8, "taehv: clips per step")
+    clip_frames: int = arg(24, "taehv: frames per clip (a multiple of the temporal factor 4)")
+    lr: float = arg(2e-3, "taehv: AdamW learning rate")
+    warmup: int = arg(100, "taehv: linear warm-up steps")
+    encoder_channels: int = arg(32, "taehv: width of every encoder stage")
+    decoder_channels: str = arg("64,48,32,32", "taehv: widths of the three decoder stages and the output conv")
+    scale_weight: float = arg(0.01, "taehv: weight of the (mean z^2 - 1)^2 latent-scale term")
+    save_every: int = arg(200, "taehv: checkpoint every N steps")
+    log_every: int = arg(10, "taehv: write a metrics line every N steps")
 
 
 def add_arguments(parser) -> None:

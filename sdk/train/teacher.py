@@ -115,6 +115,18 @@ def diffusion_forcing_loss(model: CausalDiT, x0, cond: ClipCond, args: Args) -> 
     return masked_mse(v, flow.velocity(x0, eps), frame_mask(scored, x0))
 
 
+def latent_caches(codec_dir: str) -> set[Path]:
+    """The encoded-dataset files `cached_latent_clips` keeps in a codec folder (none for pixel:P)."""
+    return set(Path(codec_dir).glob("latents-*.pt"))
+
+
+def report_new_latent_caches(codec_dir: str, before: set[Path]) -> None:
+    # the cache is large (hundreds of MB for a collected dataset) and outlives the run: say where it went
+    for path in sorted(latent_caches(codec_dir) - before):
+        print(f"cached the encoded dataset in {path} ({path.stat().st_size / 1e6:,.1f} MB; "
+              f"delete it to free the space, the next run re-encodes)")
+
+
 def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     if args.data is None:
@@ -124,7 +136,9 @@ def run(namespace) -> int:
                          f"got {args.clip_chunks} and {args.episode_chunks}")
     args.start()
     codec = load_codec(args.codec)
+    caches_before = latent_caches(args.codec)
     clips = cached_latent_clips(args.codec, args.data, args.episode_chunks * args.chunk_frames * codec.temporal_factor)
+    report_new_latent_caches(args.codec, caches_before)
     # one chunk of real frames per prompt for the model folder, read now so a bad dataset fails before training
     start_frames = first_frames(args.data, clips.prompts, args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
