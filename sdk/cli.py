@@ -26,7 +26,7 @@ COMMANDS = {
     "keys": ("streamvideo.bridge.keys", "create CURVE key files for serve and its clients"),
     "collect": ("streamvideo.collect", "record frames, actions and prompts from a Gymnasium env"),
     "train": ("streamvideo.train.cli", "run a training stage: codec | teacher | ode-pairs | student | distill"),
-    "eval": ("streamvideo.evaluate", "compare a world model against the real game"),
+    "eval": ("streamvideo.evaluate", "compare a world model against the real env it was trained on"),
     "prompts": ("streamvideo.prompts", "list the prompts a model was trained on and its vocabulary, or check a prompt"),
 }
 USAGE_ERROR = 2

@@ -11,26 +11,16 @@ import numpy as np
 from .collect import CollectError, make_env
 from .envs.game import ACTION_MEANINGS, StreamVideoGameEnv
 from .envs.game_themes import theme
+from .eval_agnostic import EvalError, Rollout
 from .eval_detectors import NOOP, PLANT, Sprites, direction
 
 
-class EvalError(SystemExit):
-    """A one-line error for the command line."""
-
-    def __init__(self, message: str):
-        super().__init__(f"streamvideo eval: {message}")
-
-
 @dataclass
-class Real:
-    """A real rollout: context frames (no-ops), then one frame per action. Arrays over frames start with
-    the last context frame (index 0), so segment i of `seg` frames runs from frame i*seg to (i+1)*seg."""
-    seed: int
+class Real(Rollout):
+    """A real rollout of the game (context frames from no-ops) with the game's state per frame: arrays over
+    frames start with the last context frame (index 0), so segment i of `seg` frames runs from frame i*seg
+    to (i+1)*seg."""
     theme: int
-    prompt: str
-    chunk_actions: list[int]
-    context: np.ndarray                  # [fpc, H, W, 3]
-    frames: np.ndarray                   # [T + 1, H, W, 3]
     screen: np.ndarray                   # [T + 1, 2] avatar centre on screen
     camera: np.ndarray                   # [T + 1, 2] view's top-left in the world
     avatar: np.ndarray                   # [T + 1, 2] avatar centre in the world
@@ -53,9 +43,10 @@ def play(game, seed: int, theme_index: int, fpc: int, chunk_actions: list[int]) 
             infos.append(info)
             flowers.append(frozenset(game.flowers))
     column = lambda key: np.array([i[key] for i in infos])
-    return Real(seed, theme_index, info["prompt"], chunk_actions, np.stack(context), np.stack(frames),
-                column("avatar_screen_xy"), column("camera_xy"), column("avatar_xy"), flowers,
-                game.world.copy(), Sprites(game))
+    return Real(seed=seed, prompt=info["prompt"], chunk_actions=chunk_actions, context=np.stack(context),
+                frames=np.stack(frames), theme=theme_index, screen=column("avatar_screen_xy"),
+                camera=column("camera_xy"), avatar=column("avatar_xy"), flowers=flowers, world=game.world.copy(),
+                sprites=Sprites(game))
 
 
 def action_plan(rng: np.random.Generator, n: int) -> list[int]:
@@ -108,13 +99,14 @@ def without_avatar(real: Real) -> np.ndarray:
     return frames
 
 
-def make_game(env_id: str, size: int, themes: list[int]):
+def make_game(env_id: str, size: int, themes: list[int], env_args: dict | None = None) -> StreamVideoGameEnv:
+    """The built-in game at the model's frame size and themes (`--env-arg`s passed on)."""
     try:
-        game = make_env(env_id, {"size": size, "themes": themes}).unwrapped
+        game = make_env(env_id, {**(env_args or {}), "size": size, "themes": themes}).unwrapped
     except CollectError as err:
-        raise EvalError(f"{err} (eval needs the built-in game, StreamVideoGame-v0)") from None
+        raise EvalError(str(err)) from None
     if not isinstance(game, StreamVideoGameEnv):
-        raise EvalError(f"{env_id!r} is not the built-in game: eval reads its sprites and state")
+        raise EvalError(f"{env_id!r} is not the built-in game: the game's measures read its sprites and state")
     return game
 
 

@@ -1,10 +1,15 @@
-"""`streamvideo eval --model M [--model M2 ...]`: world models against the real game and two baselines.
+"""`streamvideo eval --model M [--model M2 ...] [--env ENV_ID]`: world models against the real env and baselines.
 
-Every model (teacher or student alike, through its StreamGenerator) and two baselines that are no world
-model -- "copy last frame" (the last real context frame, held still) and "theme mean frame" (the mean
-real frame of the prompt's theme, switched with the prompt: a palette painter) -- get the same real start
-frames, prompts and actions, on held-out seeds (`--seed`, default 1000; collect records from seed 0).
-Measures (eval.json keys):
+Any Gymnasium env that renders rgb_array (`--env`, `--env-arg KEY=VALUE`) gets the game-agnostic measures
+of eval_agnostic.py: fidelity against the copy-last-frame baseline, action following by nearest real
+rollout, drift and speed. The built-in game (`StreamVideoGame-v0`, the default) gets its own measures,
+below, unless `--agnostic` asks for the agnostic ones there too.
+
+On the built-in game, every model (teacher or student alike, through its StreamGenerator) and two baselines
+that are no world model -- "copy last frame" (the last real context frame, held still) and "theme mean
+frame" (the mean real frame of the prompt's theme, switched with the prompt: a palette painter) -- get the
+same real start frames, prompts and actions, on held-out seeds (`--seed`, default 1000; collect records
+from seed 0). Measures (eval.json keys):
 - fidelity: PSNR / SSIM per generated frame against the real game, averaged over the first 8 / 16 /
   32 / 64 frames (`--horizons`) of `--episodes` episodes of `--segments` held actions each.
 - action_following: each action is held `--hold-chunks` chunks; the plan cycles through seeded
@@ -29,8 +34,9 @@ Measures (eval.json keys):
 Themes: the model folder's streamvideo.json "prompts" (each mapped to its game theme), else themes 0
 and 1; episodes cycle through them; the switch goes from the first to the first with another ground.
 Writes OUT/<model>/eval.json, contact_sheet.png (per episode: real over generated at frames 1, 4, 8,
-16, 32, 64), prompt_switch.png, eval.png (PSNR curves, drift) and OUT/table.md (docs/evaluation.md).
-The detectors live in eval_detectors.py, the real rollouts in eval_game.py, the figures in eval_report.py.
+16, 32, 64), prompt_switch.png (the game), eval.png (PSNR curves, drift) and OUT/table.md
+(docs/evaluation.md). The detectors live in eval_detectors.py, the real game's rollouts in eval_game.py,
+the figures in eval_report.py.
 """
 
 from __future__ import annotations
@@ -40,27 +46,34 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from .envs.game import ACTION_MEANINGS
+from .envs.game import ACTION_MEANINGS, StreamVideoGameEnv
 from .envs.game_themes import N_THEMES, theme
-from .eval_detectors import (
-    NOOP,
-    PLANT,
-    ActionDetector,
-    ThemeClassifier,
-    avatar_present,
-    flower_present,
-    frame_stats,
-    psnr,
-    slope_percent_per_minute,
-    ssim,
-)
-from .eval_game import (
+from .eval_agnostic import (
+    DRIFT_SEED,
+    CopyLast,
     EvalError,
+    Setting,
+    Speed,
+    build_env_setting,
+    check_model_fits_env,
+    drift,
+    drift_chunks,
+    env_kwargs,
+    evaluate_env,
+    fidelity,
+    generate,
+    held,
+    open_env,
+    segment_chunks,
+    segment_stats,
+    usable_horizons,
+)
+from .eval_detectors import NOOP, PLANT, ActionDetector, ThemeClassifier, avatar_present, flower_present
+from .eval_game import (
     Real,
     action_plan,
     effect,
@@ -73,9 +86,8 @@ from .eval_game import (
 )
 from .eval_report import contact_sheet, plot, switch_sheet, table_row, write_table
 
-# held-out seed blocks (added to --seed), so no two measures replay the same episode
-MEMORY_SEEDS, SWITCH_SEEDS, DRIFT_SEED, REFERENCE_SEEDS = 200, 300, 400, 500
-COLLAPSE_RATIO = 0.5   # generated pixel std below half the real game's: a flat, collapsed picture
+# held-out seed blocks of the game (added to --seed; eval_agnostic holds DRIFT_SEED and ACTION_SEEDS)
+MEMORY_SEEDS, SWITCH_SEEDS, REFERENCE_SEEDS = 200, 300, 500
 BASELINES = ("copy last frame", "theme mean frame")
 
 
@@ -114,23 +126,7 @@ def out_names(models: list[str]) -> list[str]:
     return names
 
 
-# --------------------------------------------------------------------------- what is evaluated
-
-class CopyLast:
-    """Baseline: the last real context frame held still (ignores actions and prompts)."""
-
-    def __init__(self, frames_per_chunk: int):
-        self.frames_per_chunk = frames_per_chunk
-
-    def reset(self, prompt: str, seed: int, context_frames: np.ndarray) -> None:
-        self.frame = context_frames[-1]
-
-    def set_prompt(self, prompt: str, recache: bool = False) -> None:
-        pass
-
-    def step(self, action: int):
-        return SimpleNamespace(frames=np.repeat(self.frame[None], self.frames_per_chunk, 0), nfe=0, seconds=0.0)
-
+# --------------------------------------------------------------------------- the game's real side, per setting
 
 class ThemeMean(CopyLast):
     """Baseline: the mean real frame of the prompt's theme (a palette painter that follows prompts)."""
@@ -146,61 +142,31 @@ class ThemeMean(CopyLast):
         self.frame = self.means[prompt]
 
 
-@dataclass
-class Speed:
-    chunks: int = 0
-    frames: int = 0
-    nfe: float = 0
-    seconds: float = 0.0
-
-    def rollout(self, gen, actions: list[int]) -> np.ndarray:
-        out = []
-        for a in actions:
-            chunk = gen.step(a)
-            self.chunks, self.frames = self.chunks + 1, self.frames + len(chunk.frames)
-            self.nfe, self.seconds = self.nfe + chunk.nfe, self.seconds + chunk.seconds
-            out.append(chunk.frames)
-        return np.concatenate(out)
-
-
-def generate(gen, real: Real, speed: Speed) -> np.ndarray:
-    """The generator's frames for a real rollout, from its context, indexed like real.frames."""
-    gen.reset(prompt=real.prompt, seed=real.seed, context_frames=real.context)
-    return np.concatenate([real.frames[:1], speed.rollout(gen, real.chunk_actions)])
-
-
-# --------------------------------------------------------------------------- the real side, per setting
-
-@dataclass
-class Setting:
+@dataclass(kw_only=True)
+class GameSetting(Setting):
     """The real game's side of the evaluation, shared by the models with the same frame size, chunk length
-    and trained themes: real rollouts, the themes' mean frames, the classifier and the detectors' scores."""
-    game: object
+    and trained themes: besides the shared real side, the memory and switch rollouts, the themes' mean
+    frames, the classifier and the detectors' scores."""
+    game: StreamVideoGameEnv
     themes: list[int]
-    fpc: int
     seg: int                                  # frames per held-action segment
     shift: int                                # pixels a held walk moves the avatar
-    fps: float
-    horizons: list[int]
-    episodes: list[Real]
     memory: list[Real]
     switch: list[Real]                        # starts in the old theme, no-ops before and after the switch
     switch_themes: tuple[int, int] | None
     means: dict[str, np.ndarray] = field(default_factory=dict)   # prompt -> mean real frame
     classifier: ThemeClassifier | None = None
-    drift_start: Real | None = None
-    drift_actions: list[int] = field(default_factory=list)
-    drift_real: list[dict] = field(default_factory=list)         # the real game's statistics per segment
-    ground_truth: dict = field(default_factory=dict)
-    baselines: dict = field(default_factory=dict)
+
+    def label(self) -> str:
+        return f"themes {', '.join(map(str, self.themes))}"
 
 
-def build_setting(args, size: int, fpc: int, fps: float, themes: list[int]) -> Setting:
-    game = make_game(args.env, size, themes)
+def build_setting(args, size: int, fpc: int, fps: float, themes: list[int],
+                  env_args: dict | None = None) -> GameSetting:
+    game = make_game(args.env, size, themes, env_args)
     hold, seg = args.hold_chunks, args.hold_chunks * fpc
-    held = action_plan(np.random.default_rng(args.seed), args.episodes * args.segments)
-    per_episode = [[a for a in plan for _ in range(hold)] for plan in
-                   (held[e * args.segments:(e + 1) * args.segments] for e in range(args.episodes))]
+    plan = action_plan(np.random.default_rng(args.seed), args.episodes * args.segments)
+    per_episode = [held(plan[e * args.segments:(e + 1) * args.segments], hold) for e in range(args.episodes)]
     episodes = [play(game, args.seed + e, themes[e % len(themes)], fpc, acts) for e, acts in enumerate(per_episode)]
     memory = []
     for i in range(args.memory_trials):
@@ -210,8 +176,9 @@ def build_setting(args, size: int, fpc: int, fps: float, themes: list[int]) -> S
     switch = [play(game, args.seed + SWITCH_SEEDS + i, pair[0], fpc, [NOOP] * 2 * args.switch_chunks)
               for i in range(args.switch_trials if pair else 0)]
     length = args.segments * seg     # generated frames per episode: longer horizons cannot be scored
-    s = Setting(game, themes, fpc, seg, seg * game.speed, fps, [h for h in args.horizons if h <= length] or [length],
-                episodes, memory, switch, pair)
+    s = GameSetting(game=game, themes=themes, fpc=fpc, seg=seg, shift=seg * game.speed, fps=fps,
+                    horizons=usable_horizons(args.horizons, length), episodes=episodes, memory=memory,
+                    switch=switch, switch_themes=pair)
     add_references(s, args, per_episode[0])
     if args.drift_seconds > 0:
         add_drift_real(s, args)
@@ -221,7 +188,7 @@ def build_setting(args, size: int, fpc: int, fps: float, themes: list[int]) -> S
     return s
 
 
-def add_references(s: Setting, args, chunk_actions: list[int]) -> None:
+def add_references(s: GameSetting, args, chunk_actions: list[int]) -> None:
     """Mean real frame of every theme played, and the theme classifier of the switch, from `--references`
     real rollouts per theme on seeds of their own."""
     played = [r.theme for r in s.episodes + s.memory] + list(s.switch_themes or []) + s.themes[:1]
@@ -236,32 +203,17 @@ def add_references(s: Setting, args, chunk_actions: list[int]) -> None:
         s.classifier = ThemeClassifier({t: references[t] for t in s.switch_themes})
 
 
-def add_drift_real(s: Setting, args) -> None:
+def add_drift_real(s: GameSetting, args) -> None:
     """The drift rollout's start and actions, and the real game's statistics on them."""
-    n_chunks = int(args.drift_seconds * s.fps) // s.fpc
-    held = action_plan(np.random.default_rng(args.seed + DRIFT_SEED), -(-n_chunks // args.hold_chunks))
-    s.drift_actions = [a for a in held for _ in range(args.hold_chunks)][:n_chunks]
+    n_chunks = drift_chunks(args, s)
+    plan = action_plan(np.random.default_rng(args.seed + DRIFT_SEED), -(-n_chunks // args.hold_chunks))
+    s.drift_actions = held(plan, args.hold_chunks)[:n_chunks]
     s.drift_start = play(s.game, args.seed + DRIFT_SEED, s.themes[0], s.fpc, [])
     chunks = (np.stack([s.game.step(a)[0] for _ in range(s.fpc)]) for a in s.drift_actions)  # continues the start
     s.drift_real = segment_stats(chunks, segment_chunks(args, s))
 
 
-def segment_chunks(args, s: Setting) -> int:
-    return max(1, int(args.segment_seconds * s.fps) // s.fpc)
-
-
-def segment_stats(chunks, per_segment: int) -> list[dict]:
-    """frame_stats of every `per_segment` chunks of a stream of chunks."""
-    segments, buf = [], []
-    for chunk in chunks:
-        buf.append(chunk)
-        if len(buf) == per_segment:
-            segments.append(frame_stats(np.concatenate(buf)))
-            buf = []
-    return segments
-
-
-def ground_truth(s: Setting) -> dict:
+def ground_truth(s: GameSetting) -> dict:
     """Every detector on real frames: where it must succeed and where it must fail."""
     real = [r.frames for r in s.episodes]
     means = [np.repeat(s.means[r.prompt][None], len(r.frames), 0) for r in s.episodes]
@@ -283,17 +235,9 @@ def ground_truth(s: Setting) -> dict:
     return gt
 
 
-# --------------------------------------------------------------------------- measures
+# --------------------------------------------------------------------------- the game's measures
 
-def fidelity(s: Setting, frames: list[np.ndarray]) -> tuple[dict, np.ndarray]:
-    """PSNR / SSIM averages up to each horizon, and the mean PSNR curve over generated frames."""
-    p = np.stack([psnr(r.frames[1:], f[1:]) for r, f in zip(s.episodes, frames)])     # [episodes, T]
-    q = np.stack([ssim(r.frames[1:], f[1:]) for r, f in zip(s.episodes, frames)])
-    return ({f"psnr@{h}": float(p[:, :h].mean()) for h in s.horizons}
-            | {f"ssim@{h}": float(q[:, :h].mean()) for h in s.horizons}), p.mean(0)
-
-
-def action_following(s: Setting, frames: list[np.ndarray]) -> dict:
+def action_following(s: GameSetting, frames: list[np.ndarray]) -> dict:
     """The detector's reading of each held-action segment against what the game did."""
     hits, totals = Counter(), Counter()
     for real, f in zip(s.episodes, frames):
@@ -313,7 +257,7 @@ def avatar_presence(reals: list[Real], frames: list[np.ndarray]) -> float:
     return float(np.mean(found))
 
 
-def memory(s: Setting, frames: list[np.ndarray]) -> dict:
+def memory(s: GameSetting, frames: list[np.ndarray]) -> dict:
     """Memory trials: the flower at the game's spot when the plant chunk ends, and at the end of the walk back."""
     planted = 2 * s.fpc          # chunks: turn, plant, away..., back...
     at = lambda r, f, i: flower_present(f[i], r.sprites, flower_xy(r, i))
@@ -321,7 +265,7 @@ def memory(s: Setting, frames: list[np.ndarray]) -> dict:
             "remembered": float(np.mean([at(r, f, len(f) - 1) for r, f in zip(s.memory, frames)]))}
 
 
-def prompt_following(gen, s: Setting, speed: Speed, recache: bool) -> tuple[dict, list[np.ndarray]]:
+def prompt_following(gen, s: GameSetting, speed: Speed, recache: bool) -> tuple[dict, list[np.ndarray]]:
     """Switch the prompt from the old theme's to the new one's mid-stream; the classifier's reading of the
     frames before the switch and from 2 chunks after it. Also the last frame of each chunk of trial 0."""
     old, new = s.switch_themes
@@ -339,27 +283,14 @@ def prompt_following(gen, s: Setting, speed: Speed, recache: bool) -> tuple[dict
     return {"new_theme_after": float(np.mean(after)), "old_theme_before": float(np.mean(before))}, sheet
 
 
-def drift(gen, s: Setting, speed: Speed, args) -> dict:
-    """One long rollout from a real start: statistics per segment, slopes, pixel std against the real game's."""
-    start = s.drift_start
-    gen.reset(prompt=start.prompt, seed=start.seed, context_frames=start.context)
-    segments = segment_stats((speed.rollout(gen, [a]) for a in s.drift_actions), segment_chunks(args, s))
-    minutes = [(i + 0.5) * args.segment_seconds / 60 for i in range(len(segments))]
-    ratio = [g["pixel_std"] / max(r["pixel_std"], 1e-9) for g, r in zip(segments, s.drift_real)]
-    keys = ("saturation", "sharpness", "change", "pixel_std")
-    return {"segments": segments, "minutes": minutes, "pixel_std_vs_real": ratio,
-            "collapsed": bool(ratio and ratio[-1] < COLLAPSE_RATIO),
-            "slope_percent_per_minute": {k: slope_percent_per_minute([g[k] for g in segments], minutes) for k in keys}}
-
-
 def supports_recache(gen) -> bool:
     """Recache re-encodes the window from the stored cache inputs of diagonal mode, which a model
     distilled with a clean (or t_c) KV cache does not keep."""
     return getattr(getattr(gen, "rollout", None), "kv_noise", None) is None
 
 
-def evaluate(gen, s: Setting, args) -> tuple[dict, dict]:
-    """Every measure of one generator (a model or a baseline) -> (result, what the figures show)."""
+def evaluate(gen, s: GameSetting, args) -> tuple[dict, dict]:
+    """Every measure of one generator (a model or a baseline) on the game -> (result, what the figures show)."""
     speed = Speed()
     frames = [generate(gen, r, speed) for r in s.episodes]
     fid, curve = fidelity(s, frames)
@@ -378,10 +309,7 @@ def evaluate(gen, s: Setting, args) -> tuple[dict, dict]:
         result["memory"] = memory(s, [generate(gen, r, speed) for r in s.memory])
     if s.drift_actions:
         result["drift"] = drift(gen, s, speed, args)
-    if speed.seconds > 0:
-        result["speed"] = {"fps": speed.frames / speed.seconds, "nfe_per_chunk": speed.nfe / speed.chunks,
-                           "chunks": speed.chunks, "torch_threads": torch.get_num_threads()}
-    return result, figures
+    return result | speed.as_result(), figures
 
 
 # --------------------------------------------------------------------------- CLI
@@ -389,16 +317,29 @@ def evaluate(gen, s: Setting, args) -> tuple[dict, dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True,
                         help="model folder, 'default' or 'tiny-random'; repeat to compare several in one table")
-    parser.add_argument("--env", default="StreamVideoGame-v0", help="Gymnasium id of the built-in game")
-    parser.add_argument("--episodes", type=int, default=8, help="fidelity / action / avatar episodes")
+    parser.add_argument("--env", default="StreamVideoGame-v0",
+                        help="Gymnasium id of any env that renders rgb_array ('module:Name-v0' imports module "
+                             "first); the built-in game StreamVideoGame-v0 gets its game-specific measures")
+    parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="keyword argument for gym.make, VALUE parsed as JSON when it can be (repeatable)")
+    parser.add_argument("--agnostic", action="store_true",
+                        help="evaluate the built-in game with the game-agnostic measures, as any other env")
+    parser.add_argument("--episodes", type=int, default=8, help="fidelity (and, on the game, action) episodes")
     parser.add_argument("--segments", type=int, default=6, help="held-action segments per episode")
     parser.add_argument("--hold-chunks", type=int, default=4, help="chunks each action is held for")
     parser.add_argument("--horizons", default="8,16,32,64", help="frame horizons of the fidelity averages")
-    parser.add_argument("--memory-trials", type=int, default=8, help="plant-walk-return trials (0 = skip)")
-    parser.add_argument("--memory-chunks", type=int, default=2, help="chunks walked away (and back) in a trial")
-    parser.add_argument("--switch-trials", type=int, default=4, help="prompt-switch trials per recache (0 = skip)")
-    parser.add_argument("--switch-chunks", type=int, default=8, help="chunks generated before and after a switch")
-    parser.add_argument("--references", type=int, default=8, help="real rollouts per theme for its mean frame")
+    parser.add_argument("--action-trials", type=int, default=8,
+                        help="start states of the agnostic action measure (0 = skip)")
+    parser.add_argument("--action-samples", type=int, default=4,
+                        help="agnostic action measure: sampled actions of a non-Discrete action space")
+    parser.add_argument("--prefix-chunks", type=int, default=1,
+                        help="agnostic action measure: chunks of seeded random actions before the candidates")
+    parser.add_argument("--memory-trials", type=int, default=8, help="game: plant-walk-return trials (0 = skip)")
+    parser.add_argument("--memory-chunks", type=int, default=2, help="game: chunks walked away (and back) in a trial")
+    parser.add_argument("--switch-trials", type=int, default=4,
+                        help="game: prompt-switch trials per recache (0 = skip)")
+    parser.add_argument("--switch-chunks", type=int, default=8, help="game: chunks generated before and after a switch")
+    parser.add_argument("--references", type=int, default=8, help="game: real rollouts per theme for its mean frame")
     parser.add_argument("--drift-seconds", type=float, default=600.0, help="length of the drift rollout (0 = skip)")
     parser.add_argument("--segment-seconds", type=float, default=10.0, help="drift statistics per segment")
     parser.add_argument("--seed", type=int, default=1000, help="first seed (held out from collect's 0, 1, ...)")
@@ -414,52 +355,96 @@ def check_args(args) -> None:
     for flag in ("episodes", "segments", "hold_chunks", "memory_chunks", "references", "threads"):
         if getattr(args, flag) < 1:
             raise EvalError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    for flag in ("memory_trials", "switch_trials", "drift_seconds"):
+    for flag in ("memory_trials", "switch_trials", "drift_seconds", "action_trials", "prefix_chunks"):
         if getattr(args, flag) < 0:
             raise EvalError(f"--{flag.replace('_', '-')} must be 0 (skip) or more, got {getattr(args, flag)}")
+    if args.action_samples < 2:
+        raise EvalError(f"--action-samples must be at least 2 (actions to tell apart), got {args.action_samples}")
+    if args.segment_seconds <= 0 or min(args.horizons) < 1:
+        raise EvalError("--segment-seconds and --horizons must be positive")
+    if 0 < args.drift_seconds < args.segment_seconds:
+        raise EvalError(f"--drift-seconds ({args.drift_seconds:g}) must be at least --segment-seconds "
+                        f"({args.segment_seconds:g}): drift is measured per segment")
+
+
+def check_game_args(args) -> None:
     if args.episodes * args.segments < len(ACTION_MEANINGS):
         raise EvalError(f"--episodes x --segments must be at least {len(ACTION_MEANINGS)} to hold every action")
     if args.switch_trials and args.switch_chunks < 3:
         raise EvalError("--switch-chunks must be at least 3: the switch is judged from 2 chunks after it")
-    if args.segment_seconds <= 0 or min(args.horizons) < 1:
-        raise EvalError("--segment-seconds and --horizons must be positive")
+
+
+def load_generator(source: str, meta: dict):
+    import streamvideo
+    try:
+        return streamvideo.load(source, device="cpu", kv_noise=meta.get("kv_noise"))
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
+        raise EvalError(f"cannot load {source}: {err}") from None
+
+
+def game_setting(gen, source: str, themes: list[int], args, env_args: dict, settings: dict) -> GameSetting:
+    """The game's real side for this model, shared with the models of the same frame size, chunks and themes."""
+    if gen.height != gen.width or gen.height % 8 or gen.height < 32:
+        raise EvalError(f"{source}: frames are {gen.height}x{gen.width}; the game renders square sizes, "
+                        f"multiples of 8 from 32")
+    key = (gen.height, gen.frames_per_chunk, gen.fps, tuple(themes))
+    if key not in settings:
+        settings[key] = build_setting(args, gen.height, gen.frames_per_chunk, gen.fps, themes, env_args)
+    return settings[key]
+
+
+def env_setting(gen, source: str, env, args, settings: dict) -> Setting:
+    """The env's real side for this model, shared with the models of the same frame size and chunks."""
+    check_model_fits_env(gen, env, source, args.env)
+    key = (gen.height, gen.frames_per_chunk, gen.fps)
+    if key not in settings:
+        settings[key] = build_env_setting(env, args, gen.height, gen.frames_per_chunk, gen.fps)
+    return settings[key]
+
+
+def write_outputs(folder: Path, name: str, result: dict, s: Setting, figures: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(json.dumps(result, indent=2))
+    contact_sheet(folder / "contact_sheet.png", s, figures["frames"])
+    if figures["switch"]:
+        switch_sheet(folder / "prompt_switch.png", figures["switch"])
+    curves = {name: result["psnr_per_frame"]} | {b: r["psnr_per_frame"] for b, r in s.baselines.items()}
+    plot(folder / "eval.png", curves, result.get("drift"))
 
 
 def run(args: argparse.Namespace) -> int:
-    import streamvideo
     check_args(args)
+    kwargs = env_kwargs(args.env_arg)
+    env = open_env(args.env, kwargs)
+    on_game = isinstance(env.unwrapped, StreamVideoGameEnv) and not args.agnostic
+    if on_game:
+        check_game_args(args)
     torch.set_num_threads(args.threads)
     print(f"streamvideo eval: torch CPU threads = {args.threads}", flush=True)
     # every model name and its prompts are checked before any work
-    models = [(source, meta, model_themes(source, meta)) for source, meta in map(resolve_model, args.model)]
+    models = [(source, meta, model_themes(source, meta) if on_game else None)
+              for source, meta in map(resolve_model, args.model)]
     out = Path(args.out)
     settings, results = {}, {}
-    for name, (source, meta, themes) in zip(out_names(args.model), models):
-        print(f"streamvideo eval: {name} ({source})", flush=True)
-        try:
-            gen = streamvideo.load(source, device="cpu", kv_noise=meta.get("kv_noise"))
-        except (ValueError, KeyError, OSError, RuntimeError) as err:
-            raise EvalError(f"cannot load {source}: {err}") from None
-        if gen.height != gen.width or gen.height % 8 or gen.height < 32:
-            raise EvalError(f"{source}: frames are {gen.height}x{gen.width}; the game renders square sizes, "
-                            f"multiples of 8 from 32")
-        key = (gen.height, gen.frames_per_chunk, gen.fps, tuple(themes))
-        if key not in settings:
-            settings[key] = build_setting(args, gen.height, gen.frames_per_chunk, gen.fps, themes)
-        s = settings[key]
-        result, figures = evaluate(gen, s, args)
-        result = {"model": source, "role": meta.get("role"), "themes": themes, "args": vars(args), **result,
-                  "ground_truth": s.ground_truth, "baselines": s.baselines}
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "eval.json").write_text(json.dumps(result, indent=2))
-        contact_sheet(folder / "contact_sheet.png", s, figures["frames"])
-        if figures["switch"]:
-            switch_sheet(folder / "prompt_switch.png", figures["switch"])
-        curves = {name: result["psnr_per_frame"]} | {b: r["psnr_per_frame"] for b, r in s.baselines.items()}
-        plot(folder / "eval.png", curves, result.get("drift"))
-        results[name] = (result, s)
-        print(table_row(name, result))
+    try:
+        for name, (source, meta, themes) in zip(out_names(args.model), models):
+            print(f"streamvideo eval: {name} ({source})", flush=True)
+            gen = load_generator(source, meta)
+            if on_game:   # the game is made per setting, at the model's frame size and themes
+                s = game_setting(gen, source, themes, args, kwargs, settings)
+                (result, figures), about = evaluate(gen, s, args), {"themes": themes}
+            else:
+                s = env_setting(gen, source, env, args, settings)
+                (result, figures), about = evaluate_env(gen, s, args), {
+                    "env": args.env, "env_args": kwargs,
+                    "real_episode_frames": [len(r.frames) - 1 for r in s.episodes]}   # fewer where one ended
+            result = {"model": source, "role": meta.get("role"), **about, "args": vars(args), **result,
+                      "ground_truth": s.ground_truth, "baselines": s.baselines}
+            write_outputs(out / name, name, result, s, figures)
+            results[name] = (result, s)
+            print(table_row(name, result))
+    finally:
+        env.close()
     write_table(out / "table.md", results, args.threads)
     print((out / "table.md").read_text())
     return 0

@@ -121,6 +121,9 @@ def test_model_themes_and_output_names():
     (["--model", "tiny-random", "--episodes", "1", "--segments", "5"], "hold every action"),
     (["--model", "tiny-random", "--horizons", "8,x"], "--horizons"),
     (["--model", "tiny-random", "--switch-chunks", "2"], "--switch-chunks"),
+    # drift is measured per segment: a shorter rollout once crashed the plot after eval.json was written
+    (["--model", "tiny-random", "--drift-seconds", "5", "--segment-seconds", "10"],
+     r"--drift-seconds \(5\) must be at least --segment-seconds \(10\)"),
 ])
 def test_bad_input_is_one_line(flags, message):
     with pytest.raises(SystemExit, match=message) as err:
