@@ -12,8 +12,13 @@
    after another) and `--max-batch 8` (one forward pass for all sessions with a step pending), both up
    for the whole run; 1, 2, 4 and 8 lock-step clients (each steps, waits for its chunk, steps again)
    measured on one, then the other, so both see the same machine; total steps/s and the mean batch.
-Writes benchmarks/results/bridge-<model>-cpu.json (--only sessions: bridge-sessions-threads<N>-cpu.json) and
-prints a table.
+5. workers (--only workers): `streamvideo serve --workers N` fronts (N from --workers, e.g. 1,2; each worker
+   --threads torch threads, default 1), all up for the whole run; --clients lock-step clients measured on
+   each front in turn, twice; total steps/s through each front.
+Writes benchmarks/results/bridge-<model>-cpu.json (--only sessions: bridge-sessions-threads<N>-cpu.json, --only
+workers: bridge-workers-threads<N>-cpu.json) and prints a table.
+
+    OMP_NUM_THREADS=1 python benchmarks/bridge.py --only workers --workers 1,2 --seconds 5
 """
 
 from __future__ import annotations
@@ -158,6 +163,26 @@ def lockstep_sessions(model: str, client_counts: list[int], seconds: float, thre
     return rows
 
 
+def lockstep_workers(model: str, worker_counts: list[int], clients: int, seconds: float, threads: int,
+                     rounds: int = 2) -> list[dict]:
+    """Total lock-step steps/s of `clients` clients through a front with each worker count, same run: every front
+    is up throughout and they are measured in turn, `rounds` times, so all see the same machine."""
+    fronts = {n: start_serve(model, "--workers", str(n), "--threads", str(threads), "--max-sessions", str(clients))
+              for n in worker_counts}
+    rates: dict[int, list[float]] = {n: [] for n in worker_counts}
+    try:
+        for _ in range(rounds):
+            for n, (_, address) in fronts.items():
+                rates[n].append(_lockstep_round(address, clients, seconds)[0])
+    finally:
+        for proc, _ in fronts.values():
+            stop_serve(proc)
+    base = float(np.mean(rates[worker_counts[0]]))
+    return [{"bench": "workers", "model": model, "workers": n, "threads_per_worker": threads, "clients": clients,
+             "steps_per_s": float(np.mean(r)), "rounds_steps_per_s": r, "vs_first": float(np.mean(r)) / base}
+            for n, r in rates.items()]
+
+
 def _lockstep_round(address: str, clients: int, seconds: float) -> tuple[float, float]:
     """(steps/s over all clients, mean batch size of the counted steps)."""
     counts, batches, barrier = [0] * clients, [[] for _ in range(clients)], threading.Barrier(clients, timeout=300)
@@ -247,24 +272,34 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each stream measurement")
     parser.add_argument("--model", default="tiny-random")
-    parser.add_argument("--only", choices=["all", "sessions"], default="all",
-                        help="sessions: only the batched-vs-unbatched lock-step measurement")
+    parser.add_argument("--only", choices=["all", "sessions", "workers"], default="all",
+                        help="sessions: only the batched-vs-unbatched lock-step measurement; workers: only the "
+                             "front with --workers worker processes")
+    parser.add_argument("--workers", default="1,2", help="worker counts of the workers measurement")
     parser.add_argument("--batch-models", default="default,tiny-random", help="models of the sessions measurement")
     parser.add_argument("--batch-clients", default="1,2,4,8", help="lock-step client counts")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads of the servers (serve --threads)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the servers (serve --threads; per worker with --only workers, "
+                             "default 1 there)")
     args = parser.parse_args()
     rows = []
     if args.only == "all":
         rows += [*transport(args.steps), env_overhead(args.model, max(20, args.steps // 10))]
         rows.append({"bench": "in_process_generator", "model": args.model, "fps": in_process_fps(args.model)})
         rows += stream_fps(args.model, args.clients, args.seconds)
-    counts = [int(n) for n in args.batch_clients.split(",")]
-    for model in args.batch_models.split(","):
-        rows += lockstep_sessions(model, counts, args.seconds, args.threads)
+    if args.only == "workers":
+        args.threads = args.threads or 1
+        rows += lockstep_workers(args.model, [int(n) for n in args.workers.split(",")], args.clients, args.seconds,
+                                 args.threads)
+    else:
+        counts = [int(n) for n in args.batch_clients.split(",")]
+        for model in args.batch_models.split(","):
+            rows += lockstep_sessions(model, counts, args.seconds, args.threads)
     print_table(rows)
     RESULTS.mkdir(exist_ok=True)
-    sessions_name = f"bridge-sessions-threads{args.threads or 'default'}-cpu.json"
-    out = RESULTS / (sessions_name if args.only == "sessions" else f"bridge-{args.model}-cpu.json")
+    names = {"sessions": f"bridge-sessions-threads{args.threads or 'default'}-cpu.json",
+             "workers": f"bridge-workers-threads{args.threads}-cpu.json"}
+    out = RESULTS / names.get(args.only, f"bridge-{args.model}-cpu.json")
     out.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
                                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "commit": commit(),
                                "args": vars(args), "rows": rows}, indent=1))

@@ -254,7 +254,7 @@ class Session:
 
 
 class StreamEnded(BridgeError):
-    """The server ended a real-time stream: `reason` is stopped | closed | idle_timeout | error."""
+    """The server ended a real-time stream: `reason` is stopped | closed | idle_timeout | error | worker_lost."""
 
     def __init__(self, reason: str, message: str, index: int):
         super().__init__("stream_ended", f"stream ended ({reason}) after chunk {index}: {message}")

@@ -34,8 +34,8 @@ MAX_HEADER_DEPTH = 1024    # msgpack-python's fixed parser stack
 
 ERROR_CODES = ("bad_message", "unknown_op", "bad_type", "bad_action", "bad_array", "too_large",
                "version_mismatch", "handshake_required", "unknown_session", "unknown_model",
-               "server_full", "busy", "bad_state", "internal")
-END_REASONS = ("stopped", "closed", "idle_timeout", "reset", "error")   # why a real-time stream ended
+               "server_full", "busy", "bad_state", "internal", "worker_lost")
+END_REASONS = ("stopped", "closed", "idle_timeout", "reset", "error", "worker_lost")  # why a real-time stream ended
 
 
 class BridgeError(Exception):
