@@ -119,8 +119,8 @@ def env_overhead(model: str, steps: int) -> dict:
     envs["bridge_ms"].close()
     server.stop()
     result = {name: float(np.median(t) * 1000) for name, t in times.items()}
-    shape = envs["in_process_ms"].observation_space.shape
-    return {"bench": "env", "model": model, "frames": f"{shape[2]}x{shape[1]}x{shape[0]}", **result,
+    gen = envs["in_process_ms"].generator
+    return {"bench": "env", "model": model, "frames": f"{gen.width}x{gen.height}x{gen.frames_per_chunk}", **result,
             "overhead_ms": result["bridge_ms"] - result["in_process_ms"]}
 
 

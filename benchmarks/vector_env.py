@@ -68,7 +68,7 @@ def measure(envs, steps: int, warmup: int) -> dict:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
-        frames = envs.step(envs.action_space.sample())[0]
+        frames = envs.step(envs.action_space.sample())[4]["frames"]   # [N, T, H, W, 3]
     seconds = time.perf_counter() - start
     result = {"frames_per_second": steps * frames.shape[0] * frames.shape[1] / seconds,
               "seconds_per_step": seconds / steps}

@@ -2,8 +2,10 @@
 in-process env, because it *is* that env with its generator replaced by a server session.
 
     env = RemoteEnv("tcp://127.0.0.1:5555", model="tiny-random", prompt="a grassy meadow")
-    frames, info = env.reset(seed=0)
-    frames, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    obs, info = env.reset(seed=0)                      # the chunk's last frame; info["frames"]: the whole chunk
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+
+`observation=` ("frame", "stacked" or "chunk") works as in StreamVideoEnv, on the chunks the server sends.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class RemoteEnv(StreamVideoEnv):
     """A Gymnasium env whose world model runs in a `streamvideo serve` process.
 
     client: options for Client (timeout, retries, server_key, client_key for CURVE);
-    env_options: the other StreamVideoEnv options (render_mode, reward_fn, ...).
+    env_options: the other StreamVideoEnv options (observation, render_mode, reward_fn, ...); `threads` only
+    sets this process's torch threads, the model runs in the server.
     """
 
     def __init__(self, address: str = "tcp://127.0.0.1:5555", model: str | None = None, prompt: str = "",

@@ -2,11 +2,12 @@
 
     envs = gym.make_vec("StreamVideo-v0", num_envs=8, vectorization_mode="vector_entry_point",
                         model="tiny-random", max_episode_steps=100)
-    frames, infos = envs.reset(seed=0)                 # frames: uint8 [N, T, H, W, 3]
-    frames, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
+    obs, infos = envs.reset(seed=0)                    # obs: uint8 [N, H, W, 3], each chunk's last frame
+    obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
+    infos["frames"]                                    # the whole chunks, uint8 [N, T, H, W, 3]
 
-Each stream has its own KV cache, prompt, seed and episode counter; infos, rewards, `terminate_fn` and
-`timing_info` work as in StreamVideoEnv. Autoreset follows Gymnasium's
+Each stream has its own KV cache, prompt, seed and episode counter; observation modes, infos, rewards,
+`terminate_fn`, `timing_info` and `threads` work as in StreamVideoEnv. Autoreset follows Gymnasium's
 next-step mode (`AutoresetMode.NEXT_STEP`): the step after a stream's episode ends, that stream ignores
 its action and returns the first chunk of a new episode (reward 0, not done), generated in the same
 batched pass as the other streams' next chunks.
@@ -16,6 +17,12 @@ returns the first chunks generated after them), when the model ships start frame
 prompt, the options give no "context_frames" and the env is made with `start_frames=True` (the
 default). Autoreset streams restart from their prompt alone: the generator writes context frames to
 all streams of a batch at once, never to a few of them.
+
+Wrappers: Gymnasium's make_vec refuses its `wrappers=` argument (single-env wrappers) in
+"vector_entry_point" mode before this env is built. Wrap the batched env in Gymnasium's vector wrappers
+instead, e.g. `gym.wrappers.vector.GrayscaleObservation(envs, keep_dim=True)` or `ResizeObservation`
+(needs opencv), or pass `vectorization_mode="sync"` to keep `wrappers=` (one forward pass per env).
+Stable-Baselines3 takes the batched env through `streamvideo.envs.sb3.SB3VecEnv`.
 """
 
 from __future__ import annotations
@@ -26,7 +33,20 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .stream_env import RewardFn, TerminateFn, check_reset_options, chunk_info, frames_space, load_generator
+from .stream_env import (
+    OBSERVATIONS,
+    RewardFn,
+    TerminateFn,
+    apply_threads,
+    check_observation,
+    check_open,
+    check_prompt,
+    check_reset_options,
+    chunk_info,
+    load_generator,
+    observation_space,
+    observe,
+)
 
 
 def per_stream_seeds(seed: int | list[int | None] | None, num_envs: int) -> list[int | None]:
@@ -41,9 +61,11 @@ def per_stream_seeds(seed: int | list[int | None] | None, num_envs: int) -> list
 def per_stream_prompts(prompt: str | list[str], num_envs: int) -> list[str]:
     if isinstance(prompt, str):
         return [prompt] * num_envs
+    if not isinstance(prompt, (list, tuple)):
+        raise TypeError(f"prompt must be a str or a list of {num_envs} str, got {type(prompt).__name__}: {prompt!r}")
     if len(prompt) != num_envs:
         raise ValueError(f"prompt must be a str or a list of {num_envs} prompts, got {len(prompt)} prompts")
-    return list(prompt)
+    return [check_prompt(p) for p in prompt]
 
 
 class StreamVideoVectorEnv(VectorEnv):
@@ -55,17 +77,22 @@ class StreamVideoVectorEnv(VectorEnv):
                  device: str | None = None, mode: str | None = None, schedule: str | None = None,
                  render_mode: str | None = None, reward_fn: RewardFn | None = None,
                  terminate_fn: TerminateFn | None = None, timing_info: bool = False,
-                 max_episode_steps: int | None = None, start_frames: bool = True):
+                 max_episode_steps: int | None = None, start_frames: bool = True,
+                 observation: str = OBSERVATIONS[0], threads: int | None = None):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"the batched vector env renders only 'rgb_array' (or None), "
                              f"got render_mode={render_mode!r}")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be None or >= 1, got {max_episode_steps!r}")
         self.num_envs = num_envs
+        self.observation_mode = check_observation(observation)
+        if prompt is not None:
+            per_stream_prompts(prompt, num_envs)
+        self.threads = apply_threads(threads)
         self.generator = load_generator(model, device=device, mode=mode, schedule=schedule,
                                         batch_size=num_envs)
         self.metadata = {**type(self).metadata, "render_fps": self.generator.fps}
-        self.single_observation_space = frames_space(self.generator)
+        self.single_observation_space = observation_space(self.generator, observation)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.single_action_space = self.generator.action_spec.gym_space()
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -83,11 +110,12 @@ class StreamVideoVectorEnv(VectorEnv):
         self._frames: np.ndarray | None = None           # latest chunks [N, T, H, W, 3]
 
     def reset(self, *, seed=None, options: dict | None = None):
-        """Reset every stream and return their first generated chunks.
+        """Reset every stream and return the observations of their first generated chunks.
 
         options: "prompt" (a str or one per stream, kept for later episodes), "context_frames" (uint8
         [N, T, H, W, 3]; without them, the model's start frames for each stream's prompt, see the module doc).
         """
+        check_open(self.closed, "StreamVideoVectorEnv.reset()")
         super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         if options and "reset_mask" in options:
             raise ValueError("StreamVideoVectorEnv resets all streams together (no 'reset_mask'); "
@@ -105,9 +133,10 @@ class StreamVideoVectorEnv(VectorEnv):
         self._elapsed[:] = 0
         self._autoreset[:] = False
         frames, stream_infos = self._advance([self.generator.action_spec.noop()] * self.num_envs)
-        return frames, self._vector_infos(stream_infos)
+        return observe(frames, self.observation_mode), self._vector_infos(frames, stream_infos)
 
     def step(self, actions):
+        check_open(self.closed, "StreamVideoVectorEnv.step()")
         if self._frames is None:
             raise gym.error.ResetNeeded("StreamVideoVectorEnv.step() called before reset()")
         actions = self._validate(actions)
@@ -132,7 +161,8 @@ class StreamVideoVectorEnv(VectorEnv):
         if self.max_episode_steps is not None:
             truncated = running & (self._elapsed >= self.max_episode_steps)
         self._autoreset = terminated | truncated
-        return frames, rewards, terminated, truncated, self._vector_infos(stream_infos)
+        infos = self._vector_infos(frames, stream_infos)
+        return observe(frames, self.observation_mode), rewards, terminated, truncated, infos
 
     def set_prompt(self, prompt: str | list[str], index: list[int] | None = None,
                    recache: bool = False) -> None:
@@ -181,9 +211,10 @@ class StreamVideoVectorEnv(VectorEnv):
         seconds = chunk.seconds if self.timing_info else None  # one batched pass: shared by all streams
         return frames, [chunk_info(index[i], nfe[i], prompts[i], seconds) for i in range(self.num_envs)]
 
-    def _vector_infos(self, stream_infos: list[dict]) -> dict:
-        """Gymnasium's vector layout: one array per key plus a "_key" mask."""
-        infos: dict = {}
+    def _vector_infos(self, frames: np.ndarray, stream_infos: list[dict]) -> dict:
+        """Gymnasium's vector layout: one array per key plus a "_key" mask. "frames" is the batch itself
+        (adding it stream by stream would copy every chunk once more)."""
+        infos: dict = {"frames": frames, "_frames": np.ones(self.num_envs, np.bool_)}
         for i, info in enumerate(stream_infos):
             infos = self._add_info(infos, info, i)
         return infos

@@ -15,7 +15,8 @@ env = gym.wrappers.RecordVideo(env, "videos", name_prefix="agent", episode_trigg
                                disable_logger=True)
 
 frames, info = env.reset(seed=0)
-print(f"observation: {frames.dtype} {frames.shape} per chunk, actions: {env.action_space}")
+print(f"observation: {frames.dtype} {frames.shape}, the chunk's last frame (info['frames']: the whole chunk, "
+      f"{info['frames'].shape}); actions: {env.action_space}")
 
 done = False
 while not done:

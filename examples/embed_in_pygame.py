@@ -42,7 +42,7 @@ while running and (args.frames is None or shown < args.frames):
         elif event.type == pygame.KEYUP and event.key in held:
             held.remove(event.key)
 
-    for frame in frames:  # show the chunk at the model's frame rate
+    for frame in info["frames"]:  # show the whole chunk at the model's frame rate
         surface = pygame.surfarray.make_surface(frame.swapaxes(0, 1))
         screen.blit(pygame.transform.scale(surface, screen.get_size()), (0, 0))
         pygame.display.flip()

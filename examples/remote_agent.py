@@ -34,7 +34,8 @@ def main() -> None:
         start = time.perf_counter()
         for step in range(args.steps):
             action = env.action_space.sample()  # replace with your policy
-            frames, reward, terminated, truncated, info = env.step(action)
+            frame, reward, terminated, truncated, info = env.step(action)
+            frames = info["frames"]  # the whole chunk; the observation is its last frame
             print(f"step {step:3d}  action {action}  chunk {info['chunk']}  nfe {info['nfe']}  "
                   f"frames {frames.shape}  mean pixel {frames.mean():.1f}")
             if step == args.steps // 2:

@@ -21,7 +21,8 @@ def frames_per_second(envs) -> float:
     envs.step(envs.action_space.sample())
     start = time.perf_counter()
     for _ in range(STEPS):
-        frames, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
+        _, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
+    frames = infos["frames"]                  # [N, T, H, W, 3]: every stream's whole chunk
     return STEPS * frames.shape[0] * frames.shape[1] / (time.perf_counter() - start)
 
 

@@ -1,4 +1,5 @@
-"""StreamVideoEnv: Gymnasium API, determinism, clear errors, prompts, RecordVideo and registration."""
+"""StreamVideoEnv: Gymnasium API, observation modes, determinism, clear errors, prompts, RecordVideo and
+registration."""
 
 import subprocess
 import sys
@@ -34,9 +35,36 @@ def test_check_env_passes_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env, skip_render_check=False)  # also re-makes the env in every other render mode
-    assert env.observation_space == gym.spaces.Box(0, 255, (3, 64, 64, 3), np.uint8)
+    assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)  # "frame", the default
     assert env.action_space == gym.spaces.Discrete(6)
     assert env.metadata["render_fps"] == env.generator.fps
+
+
+@pytest.mark.parametrize("observation", ["stacked", "chunk"])
+def test_check_env_passes_in_the_other_observation_modes(generator, observation):
+    env = StreamVideoEnv(model=generator, observation=observation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)  # render does not depend on the mode: checked above
+
+
+def test_observation_modes_show_the_same_chunk(generator):
+    """frame: its last frame; stacked: its frames on channels; chunk: all of it. info["frames"] in every mode."""
+    shapes = {"frame": (64, 64, 3), "stacked": (64, 64, 9), "chunk": (3, 64, 64, 3)}
+    steps = {}
+    for observation, shape in shapes.items():
+        env = StreamVideoEnv(model=generator, observation=observation, render_mode="rgb_array")
+        assert env.observation_space.shape == shape
+        env.reset(seed=4)
+        obs, _, _, _, info = env.step(2)
+        assert obs.shape == shape and obs.dtype == np.uint8 and env.observation_space.contains(obs)
+        assert np.array_equal(env.render(), info["frames"][-1])  # render: the latest frame in every mode
+        steps[observation] = obs, info["frames"]
+    chunk = steps["chunk"][0]
+    assert all(np.array_equal(frames, chunk) for _, frames in steps.values())  # same seed, same chunk
+    assert np.array_equal(steps["frame"][0], chunk[-1])
+    stacked = steps["stacked"][0]
+    assert all(np.array_equal(stacked[..., 3 * t:3 * t + 3], chunk[t]) for t in range(3))
 
 
 def test_same_seed_and_actions_give_same_frames(generator):
@@ -78,12 +106,44 @@ def test_misuse_gives_clear_errors(generator):
         StreamVideoEnv(model=42)
     with pytest.raises(ValueError, match="no model 'no-such-model'"):
         StreamVideoEnv(model="no-such-model")
+    with pytest.raises(ValueError, match=r"^observation must be one of \['frame', 'stacked', 'chunk'\], "
+                                         r"got 'frames'$"):
+        StreamVideoEnv(model=generator, observation="frames")
+
+
+def test_bad_prompt_in_reset_options_is_not_kept(generator):
+    env = StreamVideoEnv(model=generator, prompt="a grassy meadow")
+    with pytest.raises(TypeError, match=r"^prompt must be a str, got int: 5$"):
+        env.reset(seed=0, options={"prompt": 5})
+    assert env.reset(seed=0)[1]["prompt"] == "a grassy meadow"
+    assert env.reset(seed=0, options={"prompt": "sandy desert"})[1]["prompt"] == "sandy desert"
+    with pytest.raises(TypeError, match=r"^prompt must be a str, got list: \['x'\]$"):
+        env.unwrapped.set_prompt(["x"])
+    assert env.step(0)[4]["prompt"] == "sandy desert"
+
+
+def test_bad_prompt_fails_at_construction():
+    with pytest.raises(TypeError, match=r"^prompt must be a str, got int: 123 ") as error:  # gym.make adds its
+        gym.make(ENV_ID, model=MODEL, device="cpu", prompt=123)                          # env id and kwargs
+    assert "\n" not in str(error.value)
+
+
+def test_step_after_close_says_the_env_is_closed(generator):
+    env = StreamVideoEnv(model=generator)
+    env.reset(seed=0)
+    env.close()
+    with pytest.raises(gym.error.ClosedEnvironmentError, match=r"^StreamVideoEnv.step\(\) called after close\(\): "
+                                                               r"the env is closed; make a new one$"):
+        env.step(0)
+    with pytest.raises(gym.error.ClosedEnvironmentError, match="the env is closed"):
+        env.reset(seed=0)
+    env.close()  # closing twice is fine
 
 
 def test_prompts_from_reset_options_and_mid_episode(generator):
     env = StreamVideoEnv(model=generator, prompt="a grassy meadow")
     _, info = env.reset(seed=1)
-    assert set(info) == {"chunk", "nfe", "prompt"}
+    assert set(info) == {"frames", "chunk", "nfe", "prompt"}
     assert info["chunk"] == 0 and info["nfe"] >= 1 and info["prompt"] == "a grassy meadow"
     _, info = env.reset(seed=1, options={"prompt": "sandy desert"})
     assert info["prompt"] == "sandy desert"
@@ -101,7 +161,7 @@ def test_prompts_from_reset_options_and_mid_episode(generator):
 def test_timing_info_adds_generation_seconds(generator):
     env = StreamVideoEnv(model=generator, timing_info=True)
     _, info = env.reset(seed=0)
-    assert set(info) == {"chunk", "nfe", "prompt", "seconds"} and 0 < info["seconds"] < 60
+    assert set(info) == {"frames", "chunk", "nfe", "prompt", "seconds"} and 0 < info["seconds"] < 60
 
 
 def test_context_frames_start_the_stream(generator):
@@ -116,16 +176,16 @@ def test_reward_and_terminate_functions_see_frames_action_and_info(generator):
     seen = []
 
     def brightness(frames, action, info):
-        seen.append((frames.shape, action, info["chunk"]))
+        seen.append((frames.shape, action, info["chunk"], "frames" in info))
         return frames.mean() / 255
 
     env = StreamVideoEnv(model=generator, reward_fn=brightness,
                          terminate_fn=lambda frames, action, info: action == 5)
     env.reset(seed=0)
-    frames, reward, terminated, truncated, _ = env.step(3)
-    assert reward == pytest.approx(frames.mean() / 255) and not terminated and not truncated
+    _, reward, terminated, truncated, info = env.step(3)
+    assert reward == pytest.approx(info["frames"].mean() / 255) and not terminated and not truncated
     assert env.step(5)[2] is True
-    assert seen == [((3, 64, 64, 3), 3, 1), ((3, 64, 64, 3), 5, 2)]
+    assert seen == [((3, 64, 64, 3), 3, 1, False), ((3, 64, 64, 3), 5, 2, False)]  # the chunk, whatever the mode
 
 
 def test_max_episode_steps_truncates_through_registration():
@@ -137,8 +197,8 @@ def test_max_episode_steps_truncates_through_registration():
 def test_record_video_writes_the_latest_frame_of_each_step(tmp_path):
     env = gym.make(ENV_ID, model=MODEL, device="cpu", render_mode="rgb_array", max_episode_steps=5)
     env = gym.wrappers.RecordVideo(env, str(tmp_path / "videos"), name_prefix="run", disable_logger=True)
-    frames, _ = env.reset(seed=0)
-    assert np.array_equal(env.render(), frames[-1])
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(env.render(), obs)
     done = False
     while not done:
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())

@@ -3,15 +3,17 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.vector import AutoresetMode
 
 import streamvideo
+import streamvideo.threads
 from streamvideo.envs.registration import ENV_ID, register_envs
 from streamvideo.envs.stream_env import StreamVideoEnv
 from streamvideo.envs.vector_env import StreamVideoVectorEnv
 
 MODEL = "tiny-random"
-OBS_SHAPE = (3, 64, 64, 3)
+OBS_SHAPE = (64, 64, 3)  # "frame", the default: each chunk's last frame
 register_envs()
 
 
@@ -74,9 +76,9 @@ def test_batched_streams_have_their_own_seed_and_prompt():
 
 def test_batched_stream_matches_a_single_env_with_the_same_seed():
     actions = [[1, 2], [4, 4], [5, 0]]
-    envs = StreamVideoVectorEnv(2, model=MODEL, device="cpu", prompt="a grassy meadow")
+    envs = StreamVideoVectorEnv(2, model=MODEL, device="cpu", prompt="a grassy meadow", observation="chunk")
     batched = [envs.reset(seed=[3, 4])[0]] + [envs.step(a)[0] for a in actions]
-    single = StreamVideoEnv(model=MODEL, device="cpu", prompt="a grassy meadow")
+    single = StreamVideoEnv(model=MODEL, device="cpu", prompt="a grassy meadow", observation="chunk")
     alone = [single.reset(seed=4)[0]] + [single.step(a[1])[0] for a in actions]
     for b, s in zip(batched, alone):
         assert np.abs(b[1].astype(int) - s.astype(int)).max() <= 2  # float batching noise only
@@ -117,3 +119,66 @@ def test_batched_env_errors_name_what_was_expected():
         StreamVideoVectorEnv(2, model=MODEL, device="cpu", render_mode="human")
     with pytest.raises(ValueError, match="batch_size=1, this env needs batch_size=2"):
         StreamVideoVectorEnv(2, model=streamvideo.load(MODEL, device="cpu"))
+    with pytest.raises(ValueError, match=r"^observation must be one of \['frame', 'stacked', 'chunk'\], got None$"):
+        StreamVideoVectorEnv(2, model=MODEL, device="cpu", observation=None)
+
+
+def test_batched_env_keeps_no_bad_prompt_and_refuses_steps_once_closed():
+    with pytest.raises(TypeError, match=r"^prompt must be a str or a list of 2 str, got int: 7$"):
+        StreamVideoVectorEnv(2, model=MODEL, device="cpu", prompt=7)
+    envs = StreamVideoVectorEnv(2, model=MODEL, device="cpu", prompt="a grassy meadow")
+    with pytest.raises(TypeError, match=r"^prompt must be a str, got NoneType: None$"):
+        envs.reset(seed=0, options={"prompt": ["sandy desert", None]})
+    assert envs.reset(seed=0)[1]["prompt"].tolist() == ["a grassy meadow"] * 2
+    envs.close()
+    with pytest.raises(gym.error.ClosedEnvironmentError, match=r"StreamVideoVectorEnv.step\(\) called after "
+                                                               r"close\(\): the env is closed"):
+        envs.step([0, 0])
+
+
+def test_batched_observation_modes_show_the_same_chunks():
+    runs = {}
+    for observation in ("frame", "stacked", "chunk"):
+        envs = StreamVideoVectorEnv(2, model=MODEL, device="cpu", observation=observation)
+        envs.reset(seed=[1, 2])
+        obs, _, _, _, infos = envs.step([3, 4])
+        assert obs.shape == envs.observation_space.shape and envs.observation_space.contains(obs)
+        runs[observation] = obs, infos["frames"]
+    chunks = runs["chunk"][0]
+    assert chunks.shape == (2, 3, 64, 64, 3)
+    assert all(np.array_equal(frames, chunks) for _, frames in runs.values())
+    assert np.array_equal(runs["frame"][0], chunks[:, -1])
+    assert np.array_equal(runs["stacked"][0][..., 3:6], chunks[:, 1])
+
+
+def test_gymnasium_vector_wrappers_apply_to_the_batched_env():
+    """make_vec refuses single-env `wrappers=` with vector_entry_point; gym.wrappers.vector.* is the way."""
+    envs = gym.make_vec(ENV_ID, num_envs=2, model=MODEL, device="cpu", max_episode_steps=2)
+    envs = gym.wrappers.vector.GrayscaleObservation(envs, keep_dim=True)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    assert envs.single_observation_space.shape == (64, 64, 1)
+    obs, _ = envs.reset(seed=0)
+    infos = [envs.step([0, 1])[4] for _ in range(2)][-1]
+    assert obs.shape == (2, 64, 64, 1) and infos["episode"]["l"].tolist() == [2, 2]
+
+
+@pytest.fixture
+def torch_threads():
+    """Tests that set torch's thread count give it back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.timeout(120)  # a forked worker given more threads hangs in its first torch op
+def test_threads_default_to_all_cores_but_one_and_forked_workers_keep_one(torch_threads, monkeypatch):
+    monkeypatch.setattr(streamvideo.threads, "default_threads", lambda: 2)
+    assert StreamVideoEnv(model=MODEL, device="cpu").threads == 2 == torch.get_num_threads()
+    assert StreamVideoEnv(model=MODEL, device="cpu", threads=1).threads == 1 == torch.get_num_threads()
+    assert StreamVideoVectorEnv(2, model=MODEL, device="cpu").threads == 2 == torch.get_num_threads()
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        StreamVideoVectorEnv(2, model=MODEL, device="cpu", threads=0)
+    # forked workers keep one thread each (N processes on N cores), unless threads= says otherwise
+    envs = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="async", model=MODEL, device="cpu")
+    assert envs.get_attr("threads") == (1, 1)
+    envs.close()
