@@ -26,6 +26,7 @@ Typed text longer than the window shows its end (the end being typed), with an e
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import queue
 import threading
@@ -305,7 +306,8 @@ def fitting_prefix(font: pygame.font.Font, text: str, width: int) -> int:
     return longest_fit(lambda k: font.size(text[:k])[0] <= width, len(text))
 
 
-def wrap_text(font: pygame.font.Font, text: str, width: int, max_lines: int) -> list[str]:
+@functools.lru_cache(maxsize=64)   # the prompt changes rarely; re-measuring it every frame cost ~10 % FPS
+def wrap_text(font: pygame.font.Font, text: str, width: int, max_lines: int) -> tuple[str, ...]:
     """`text` in lines of at most `width` pixels, broken at spaces where there are any; what does not fit
     in `max_lines` lines is cut with an ellipsis at the end of the last."""
     lines: list[str] = []
@@ -316,7 +318,14 @@ def wrap_text(font: pygame.font.Font, text: str, width: int, max_lines: int) -> 
         cut = space if space > 0 else cut
         lines.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
-    return lines + [ellipsize_end(font, rest, width)]
+    return (*lines, ellipsize_end(font, rest, width))
+
+
+@functools.lru_cache(maxsize=256)
+def render_line(font: pygame.font.Font, line: str, colour: tuple) -> pygame.Surface:
+    """A line of HUD text, rendered once: the HUD redraws the same lines every frame, and text rendering
+    holds the GIL the generation thread needs."""
+    return font.render(line, True, colour)
 
 
 # ------------------------------------------------------------------------------------ the game loop
@@ -510,7 +519,7 @@ class PlaySession:
         return [typed, "typing a new prompt: Enter apply   Esc cancel"]
 
     def draw_lines(self, lines: list[str], top: bool) -> None:
-        rendered = [self.font.render(line, True, (255, 255, 255)) for line in lines]
+        rendered = [render_line(self.font, line, (255, 255, 255)) for line in lines]
         height = sum(r.get_height() for r in rendered) + 8
         y = 0 if top else self.screen.get_height() - height
         backdrop = pygame.Surface((self.screen.get_width(), height), pygame.SRCALPHA)
@@ -523,7 +532,7 @@ class PlaySession:
 
     def draw_help(self) -> None:
         lines = ["keys (H toggles this help)"] + self.keymap.help_lines() + CONTROL_HELP
-        rendered = [self.font.render(line, True, (255, 255, 160)) for line in lines]
+        rendered = [render_line(self.font, line, (255, 255, 160)) for line in lines]
         width = max(r.get_width() for r in rendered) + 16
         height = sum(r.get_height() for r in rendered) + 16
         box = pygame.Surface((width, height), pygame.SRCALPHA)
