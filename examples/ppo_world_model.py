@@ -63,6 +63,7 @@ def report(label: str, deterministic: bool) -> None:
 
 
 report("before training (the untrained policy: about uniformly random actions)", deterministic=False)
+report("before training (the untrained policy's most likely actions)", deterministic=True)
 start = time.perf_counter()
 model.learn(total_timesteps=args.timesteps)
 seconds = time.perf_counter() - start
