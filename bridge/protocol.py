@@ -391,8 +391,9 @@ def _wire_action_value(value, buffers: list, limits: Limits):
 
 
 def describe_space(spec) -> dict:
-    """ActionSpec -> the `action_space` map of the open reply."""
-    return {"kind": spec.kind, "n": spec.n, "sizes": list(spec.sizes), "dim": spec.dim,
+    """ActionSpec -> the `action_space` map of the open reply: kind, n, sizes, dim and describe (1.0's keys), and
+    the whole space (`ActionSpec.to_dict`: start, shape, low/high, binary, meanings) for exact rebuilding."""
+    return {**spec.to_dict(), "kind": spec.kind, "n": spec.n, "sizes": list(spec.sizes), "dim": spec.dim,
             "describe": spec.describe()}
 
 

@@ -30,8 +30,7 @@ class RemoteGenerator(streamvideo.StreamGenerator):
 
     def __init__(self, session: Session):  # StreamGenerator.__init__ deliberately not called
         self.session = session
-        space = session.info["action_space"]
-        self._action_spec = ActionSpec(space["kind"], space["n"], tuple(space["sizes"]), space["dim"])
+        self._action_spec = ActionSpec.from_dict(session.info["action_space"])
         self.frames_per_chunk, self.height, self.width = session.frames_per_chunk, session.height, session.width
         self.fps = session.fps
 

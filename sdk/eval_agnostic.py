@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .actions import ActionSpec
-from .collect import CollectError, current_prompt, make_env, parse_env_args, read_frame
+from .collect import CollectError, current_prompt, describe_action_space, make_env, parse_env_args, read_frame
 from .eval_detectors import frame_stats, psnr, slope_percent_per_minute, ssim
 
 # held-out seed blocks (added to --seed), so no two measures replay the same episode
@@ -207,27 +207,14 @@ def open_env(env_id: str, kwargs: dict) -> gym.Env:
         raise EvalError(str(err)) from None
 
 
-def spec_of(space: gym.Space) -> ActionSpec | None:
-    """The model action space that takes exactly the env's actions; None where no model's does (a
-    Discrete space not starting at 0, a Box other than [-1, 1], a space of more than one axis)."""
-    if isinstance(space, gym.spaces.Discrete) and space.start == 0:
-        return ActionSpec("discrete", n=int(space.n))
-    if isinstance(space, gym.spaces.MultiDiscrete) and space.nvec.ndim == 1:
-        return ActionSpec("multi_discrete", sizes=tuple(int(v) for v in space.nvec))
-    if isinstance(space, gym.spaces.MultiBinary) and len(space.shape) == 1:
-        return ActionSpec("multi_discrete", sizes=(2,) * space.shape[0])
-    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and np.all(space.low == -1) \
-            and np.all(space.high == 1):
-        return ActionSpec("continuous", dim=space.shape[0])
-    return None
+def spec_of(env: gym.Env) -> ActionSpec:
+    """The env's action space as a model records it (what `streamvideo collect` and training store)."""
+    return ActionSpec.from_dict(describe_action_space(env))
 
 
 def check_model_fits_env(gen, env: gym.Env, source: str, env_id: str) -> None:
-    """The model must take the env's actions and make square frames (as collect records them)."""
-    if gen.height != gen.width:
-        raise EvalError(f"{source}: frames are {gen.height}x{gen.width}; eval compares square frames, "
-                        f"as `streamvideo collect` records them")
-    if spec_of(env.action_space) != gen.action_spec:
+    """The model must take exactly the env's actions."""
+    if spec_of(env) != gen.action_spec:
         raise EvalError(f"{source} takes {gen.action_spec.describe()} actions but {env_id} has "
                         f"{env.action_space}: evaluate a model trained on {env_id}'s actions")
 
@@ -260,7 +247,8 @@ def candidate_actions(space: gym.Space, samples: int, rng: np.random.Generator) 
 class RealEnv:
     """The env's rendered frames at the model's frame size, a chunk of frames per chunk action."""
     env: gym.Env
-    size: int
+    hw: tuple[int, int]   # the model's frame size (height, width)
+    resize: str           # how renders are fitted to it: collect's --resize of the training data
     fpc: int
     noop: object          # the model's no-op: what its context frames are labelled with
 
@@ -269,7 +257,7 @@ class RealEnv:
         frames = []
         for _ in range(n):
             _, _, terminated, truncated, _ = self.env.step(action)
-            frames.append(read_frame(self.env, self.size))
+            frames.append(read_frame(self.env, self.hw, self.resize))
             if terminated or truncated:
                 return frames, True
         return frames, False
@@ -277,7 +265,7 @@ class RealEnv:
     def play(self, seed: int, chunk_actions: list) -> tuple[Rollout, bool]:
         """A rollout from `seed` (a chunk of no-op context frames first), and whether its episode ended."""
         _, info = self.env.reset(seed=seed)
-        first = read_frame(self.env, self.size)
+        first = read_frame(self.env, self.hw, self.resize)
         rest, ended = self.steps(self.noop, self.fpc - 1)
         if ended:
             raise EvalError(f"the episode from seed {seed} ended within its first chunk: no context frames")
@@ -364,14 +352,14 @@ class EnvSetting(Setting):
     trials: list[ActionTrial] = field(default_factory=list)
 
     def label(self) -> str:
-        return f"{self.real.size} px, {self.fpc}-frame chunks"
+        return f"{self.real.hw[1]}x{self.real.hw[0]} px, {self.fpc}-frame chunks"
 
 
-def build_env_setting(env: gym.Env, args, size: int, fpc: int, fps: float) -> EnvSetting:
+def build_env_setting(env: gym.Env, args, hw: tuple[int, int], fpc: int, fps: float) -> EnvSetting:
     """Real rollouts of the env for models of this frame size, chunk length and fps, and what the measures
     score on them and on the copy-last-frame baseline."""
     space = env.action_space
-    real = RealEnv(env, size, fpc, spec_of(space).noop())
+    real = RealEnv(env, hw, args.resize, fpc, spec_of(env).noop())
     rng = np.random.default_rng(args.seed)
     per_episode = args.segments * args.hold_chunks
     plan = held(sampled_plan(space, rng, args.episodes * args.segments), args.hold_chunks)

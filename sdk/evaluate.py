@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .collect import DEFAULT_RESIZE, RESIZE_METHODS
 from .envs.game import ACTION_MEANINGS, StreamVideoGameEnv
 from .envs.game_themes import N_THEMES, theme
 from .eval_agnostic import (
@@ -320,6 +321,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="StreamVideoGame-v0",
                         help="Gymnasium id of any env that renders rgb_array ('module:Name-v0' imports module "
                              "first); the built-in game StreamVideoGame-v0 gets its game-specific measures")
+    parser.add_argument("--resize", choices=RESIZE_METHODS, default=DEFAULT_RESIZE,
+                        help=f"how renders are fitted to the model's frame size: the --resize the data was "
+                             f"collected with (default {DEFAULT_RESIZE}, collect's)")
     parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="keyword argument for gym.make, VALUE parsed as JSON when it can be (repeatable)")
     parser.add_argument("--agnostic", action="store_true",
@@ -396,9 +400,9 @@ def game_setting(gen, source: str, themes: list[int], args, env_args: dict, sett
 def env_setting(gen, source: str, env, args, settings: dict) -> Setting:
     """The env's real side for this model, shared with the models of the same frame size and chunks."""
     check_model_fits_env(gen, env, source, args.env)
-    key = (gen.height, gen.frames_per_chunk, gen.fps)
+    key = (gen.height, gen.width, gen.frames_per_chunk, gen.fps)
     if key not in settings:
-        settings[key] = build_env_setting(env, args, gen.height, gen.frames_per_chunk, gen.fps)
+        settings[key] = build_env_setting(env, args, (gen.height, gen.width), gen.frames_per_chunk, gen.fps)
     return settings[key]
 
 

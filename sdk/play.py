@@ -9,9 +9,10 @@ A model folder that ships start frames (a few real frames per trained prompt) st
 and every reset, from those of the prompt (`generator.start_frames_for`), so the first chunk continues a
 real scene instead of inventing one from noise; `--no-start-frames` starts from the text alone.
 
-Keys: the model's actions (arrows / WASD / space..., listed on the help overlay), Enter to type a new
-prompt (Enter again applies it from the next chunk, Esc cancels), R reset, P pause, F12 screenshot,
-H help, Esc quit.
+Keys: the model's actions (arrows / WASD / space..., from the env's action names where the model has them;
+the rules are in `streamvideo.keymap`; listed on the help overlay, and printed once at start for a model
+without action names; a Box space also takes the mouse), Enter to type a new prompt (Enter again applies it
+from the next chunk, Esc cancels), R reset, P pause, F12 screenshot, H help, Esc quit.
 
 The HUD shows the frames shown per second ("paused" instead while paused), the index of the chunk on
 screen and its generation time and NFE, and the prompt (wrapped to two lines, ellipsized after that).
@@ -93,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     frames = HEADLESS_FRAMES if args.frames is None and args.headless else args.frames
     session = PlaySession(generator, model_name, prompt=args.prompt, seed=args.seed, scale=args.scale,
                           record=args.record, paced=not args.headless, start_frames=args.start_frames)
+    if not session.keymap.named:   # keys chosen without action names: say which
+        print("\n".join(["keys for the model's actions:", *session.keymap.help_lines()]))
     script = demo_script(session.keymap, frames) if args.headless else None
     summary = session.run(max_frames=frames, script=script)
     print("\n".join(summary.lines()))
@@ -126,6 +129,7 @@ def start_stream(generator, prompt: str | None, seed: int, start_frames: bool) -
 class Request:
     """What the worker reads when it starts a chunk."""
     keys: list[int]       # keys held now, plus keys tapped since the last chunk (oldest first)
+    pointer: tuple[float, float] | None   # the mouse's place (x, y in [-1, 1]) while its left button is held
     prompt: str | None    # a new prompt to apply from this chunk on
     reset: bool           # start a new stream first
     epoch: int            # counts resets; chunks of an older epoch are dropped by the display
@@ -138,6 +142,7 @@ class Controls:
         self._lock = threading.Lock()
         self._held: list[int] = []
         self._tapped: list[int] = []
+        self._pointer: tuple[float, float] | None = None
         self._prompt: str | None = None
         self._reset = False
         self.epoch = 0
@@ -157,6 +162,10 @@ class Controls:
         with self._lock:
             self._held.clear()
 
+    def point(self, pointer: tuple[float, float] | None) -> None:
+        with self._lock:
+            self._pointer = pointer
+
     def request_prompt(self, prompt: str) -> None:
         with self._lock:
             self._prompt = prompt
@@ -169,7 +178,7 @@ class Controls:
     def take(self) -> Request:
         with self._lock:
             keys = list(dict.fromkeys(self._tapped + self._held))  # taps first, held keys (newest) last
-            request = Request(keys, self._prompt, self._reset, self.epoch)
+            request = Request(keys, self._pointer, self._prompt, self._reset, self.epoch)
             self._tapped, self._prompt, self._reset = [], None, False
             return request
 
@@ -234,7 +243,7 @@ class ChunkWorker(threading.Thread):
             start_stream(self.generator, self.generator.prompt, self.seed, self.start_frames)
         if request.prompt is not None:
             self.generator.set_prompt(request.prompt)
-        action = self.keymap.action(request.keys)
+        action = self.keymap.action(request.keys, request.pointer)
         chunk = self.generator.step(action)
         return Generated(chunk.frames, chunk.index, chunk.seconds, chunk.nfe, action, chunk.prompt,
                          request.epoch)
@@ -405,6 +414,8 @@ class PlaySession:
                 self.controls.release(event.key)
             elif event.type == pygame.TEXTINPUT and self.typing is not None:
                 self.typing += event.text
+            elif event.type in (pygame.MOUSEBUTTONDOWN, pygame.MOUSEMOTION, pygame.MOUSEBUTTONUP):
+                self.on_mouse(event)
 
     def on_key_down(self, key: int) -> None:
         if self.typing is not None:
@@ -426,6 +437,20 @@ class PlaySession:
             self.help_until = 0.0 if time.monotonic() < self.help_until else float("inf")
         elif key == pygame.K_ESCAPE:
             self.running = False
+
+    def on_mouse(self, event: pygame.event.Event) -> None:
+        """The pointer's place while the left button is held, x and y in [-1, 1] (right and up positive):
+        the keymap drives a Box space's first two values with it."""
+        if event.type == pygame.MOUSEMOTION:
+            held = bool(event.buttons[0])
+        elif event.button == 1:
+            held = event.type == pygame.MOUSEBUTTONDOWN
+        else:
+            return   # other buttons, the wheel
+        width, height = self.screen.get_size()
+        x, y = event.pos
+        place = (float(np.clip(2 * x / width - 1, -1, 1)), float(np.clip(1 - 2 * y / height, -1, 1)))
+        self.controls.point(place if held else None)
 
     def on_typing_key(self, key: int) -> None:
         if key in (pygame.K_RETURN, pygame.K_KP_ENTER):

@@ -1,8 +1,8 @@
 """`streamvideo.load`: a StreamGenerator from a preset name or a model folder.
 
 A model folder (what `streamvideo train` writes, and what ships as "default") holds `streamvideo.json`
-(architecture, codec, text encoder, latent size, fps, schedule, default prompt, the prompts it was trained
-on) and safetensors weights: `model.safetensors`, and `codec.safetensors` unless the codec has no weights
+(architecture, action space, codec, text encoder, latent size, fps, schedule, default prompt, the prompts it
+was trained on) and safetensors weights: `model.safetensors`, and `codec.safetensors` unless the codec has no weights
 (pixel); a umT5 text encoder is a subfolder that streamvideo.json names. It may also hold
 `start_frames.npz` ("frames": uint8 [P, T, H, W, 3]), a few real frames per trained prompt that play and
 the envs start streams from.
@@ -30,7 +30,8 @@ from .model import PRESETS, CausalDiT, ModelConfig
 from .text import HashTextEncoder, TextEncoder
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
-GAME_ACTIONS = ActionSpec("discrete", n=6)   # the built-in game: no-op, up, down, left, right, plant
+# the built-in game's actions, named as its get_action_meanings() names them
+GAME_ACTIONS = ActionSpec("discrete", n=6, meanings=("NOOP", "UP", "DOWN", "LEFT", "RIGHT", "PLANT"))
 RANDOM_PRESETS = ("tiny-random", "wan2.1-1.3b")
 MODEL_FILE = "streamvideo.json"
 MODEL_WEIGHTS = "model.safetensors"
@@ -137,7 +138,9 @@ def from_folder(folder: Path, device, dtype):
     """A model folder written by `save_model_folder`."""
     meta = read_meta(folder)
     file = folder / MODEL_FILE
-    model = built(file, "model", lambda: CausalDiT(ModelConfig.from_dict(meta["model"])))
+    config = built(file, "model", lambda: ModelConfig.from_dict(meta["model"]))
+    actions = built(file, "action", lambda: recorded_actions(meta, config.action))
+    model = built(file, "model", lambda: CausalDiT(config.with_overrides(action=actions)))
     load_file_checked(model, folder / MODEL_WEIGHTS, f"the model's weights for the architecture {MODEL_FILE} describes")
     codec = built(file, "codec", lambda: build_codec(**meta["codec"]))
     if codec.state_dict() or (folder / CODEC_WEIGHTS).exists():   # a codec without weights (pixel) has no file
@@ -146,6 +149,19 @@ def from_folder(folder: Path, device, dtype):
     text = built(file, "text", lambda: text_encoder_from_meta(meta["text"], folder))
     return (model.to(device, dtype), codec.to(device, dtype), text, tuple(meta["latent_hw"]), meta["fps"],
             meta.get("prompt", ""), meta.get("schedule"))
+
+
+def recorded_actions(meta: dict, embedded: ActionSpec) -> ActionSpec:
+    """The action space streamvideo.json's "action" entry records (`ActionSpec.to_dict`); `embedded` is what
+    its "model" entry gives the action embedder. Folders written before the entry existed were trained on
+    the built-in game: its Discrete(6) comes back with the game's action names."""
+    if "action" not in meta:
+        return GAME_ACTIONS if embedded == GAME_ACTIONS else embedded
+    spec = ActionSpec.from_dict(meta["action"])
+    if spec.embed_inputs != embedded.embed_inputs:
+        raise ValueError(f"{spec.describe()} takes {spec.embed_inputs} action inputs, the model's action embedder "
+                         f"{embedded.embed_inputs}")
+    return spec
 
 
 def text_encoder_from_meta(spec: dict, folder: Path) -> TextEncoder:
@@ -178,7 +194,10 @@ def save_model_folder(folder, model: CausalDiT, codec, text: dict, latent_hw, fp
                            latent_hw[1] * codec.spatial_factor)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"model": model.config.to_dict(), "codec": codec.config(), "text": text, "latent_hw": list(latent_hw),
+    meta = {"model": model.config.to_dict(), "action": model.config.action.to_dict(), "codec": codec.config(),
+            "text": text, "latent_hw": list(latent_hw),
+            # the frame size (latent_hw x the codec's spatial factor), for readers of the file
+            "height": latent_hw[0] * codec.spatial_factor, "width": latent_hw[1] * codec.spatial_factor,
             "fps": fps, "prompt": prompt, "prompts": None if prompts is None else list(prompts),
             "schedule": schedule, **(extra or {})}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))

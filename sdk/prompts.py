@@ -52,7 +52,7 @@ def check(model: str, prompts: list[str], prompt: str) -> int:
 
 def listing(model: str, prompts: list[str]) -> list[str]:
     """The numbered trained prompts, then the vocabulary grouped by the prompts each word occurs in."""
-    if not prompts:
+    if not any(prompts):   # [""]: trained without prompts (its start frames are stored under the empty one)
         return [f"{model} records no trained prompts: no word is known to steer it"]
     lines = [f"{model} was trained on {len(prompts)} prompt{'s' * (len(prompts) > 1)}:"]
     lines += [f"  {number:>{len(str(len(prompts)))}}. {prompt}" for number, prompt in enumerate(prompts, 1)]

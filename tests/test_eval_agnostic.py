@@ -134,12 +134,14 @@ def test_an_env_that_does_not_replay_from_its_seed_is_refused():
 
 
 def test_model_action_spaces_match_the_envs_exactly():
+    """What eval requires of a model is the env's own space, whatever its kind and bounds."""
     spaces = gym.spaces
-    assert spec_of(spaces.Discrete(2)) == ActionSpec("discrete", n=2)
-    assert spec_of(spaces.MultiDiscrete([3, 2])) == ActionSpec("multi_discrete", sizes=(3, 2))
-    assert spec_of(spaces.MultiBinary(4)) == ActionSpec("multi_discrete", sizes=(2, 2, 2, 2))
-    assert spec_of(spaces.Box(-1, 1, (3,))) == ActionSpec("continuous", dim=3)
-    assert spec_of(spaces.Box(-2, 2, (1,))) is None and spec_of(spaces.Discrete(3, start=1)) is None
+    for space in (spaces.Discrete(2), spaces.Discrete(3, start=1), spaces.MultiDiscrete([3, 2]),
+                  spaces.MultiBinary(4), spaces.Box(-1, 1, (3,)), spaces.Box(-2, 2, (1,))):
+        env = SimpleNamespace(action_space=space, unwrapped=SimpleNamespace())
+        assert spec_of(env).gym_space() == space
+    assert spec_of(SimpleNamespace(action_space=spaces.Discrete(2), unwrapped=SimpleNamespace())) == \
+        ActionSpec("discrete", n=2)
 
 
 def test_candidates_are_every_discrete_action_or_distinct_seeded_samples():

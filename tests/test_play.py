@@ -21,6 +21,7 @@ from streamvideo.play import (
     typed_prompt_events,
     wrap_text,
 )
+from streamvideo.presets import GAME_ACTIONS
 
 MODEL = "tiny-random"
 
@@ -39,13 +40,13 @@ def test_every_binding_gives_a_valid_action_that_is_not_the_noop(spec):
 
 
 def test_discrete_keys_follow_the_game_actions():
-    keymap = KeyMap(ActionSpec("discrete", n=6))   # no-op, up, down, left, right, plant
+    keymap = KeyMap(GAME_ACTIONS)   # NOOP, UP, DOWN, LEFT, RIGHT, PLANT
     keys = [pygame.K_UP, pygame.K_DOWN, pygame.K_LEFT, pygame.K_RIGHT, pygame.K_SPACE]
     assert [keymap.action([k]) for k in keys] == [1, 2, 3, 4, 5]
     assert [keymap.action([k]) for k in (pygame.K_w, pygame.K_s, pygame.K_a, pygame.K_d)] == [1, 2, 3, 4]
     assert keymap.action([]) == 0 and keymap.action([pygame.K_z]) == 0
     assert keymap.action([pygame.K_LEFT, pygame.K_UP]) == 1  # the newest press wins
-    assert keymap.help_lines()[2] == "   Left/A  action 3 (left)"
+    assert keymap.help_lines()[3] == "   Left/A  LEFT: action 3"
 
 
 def test_axes_buttons_and_unbound_entries():

@@ -1,4 +1,5 @@
-"""Stage 1, `streamvideo train codec`: a video autoencoder for the frame size.
+"""Stage 1, `streamvideo train codec`: a video autoencoder for the dataset's frame size (any H x W whose
+sides are multiples of the spatial factor: the patch for pca, 8 for taehv).
 
 `--kind pca` (the default model's codec): 8x8 pixel patches on their top `--latent-channels`
 principal components, fitted in closed form on `--pca-frames` frames (seconds, nothing to resume).
@@ -8,6 +9,9 @@ principal components, fitted in closed form on `--pca-frames` frames (seconds, n
 output for a fresh stream (before the [0, 1] clamp, which would stop gradients; its first tf-1
 frames are the ones the codec fills in and are not scored), plus a weak pull of the latents'
 second moment towards 1 so the DiT's unit-variance noise matches the latent scale.
+
+Under torchrun: pca fits on rank 0 while the other ranks wait (seconds; nothing to share out); taehv
+trains with DDP, each rank on its rows of every batch.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from ..codecs import PCACodec, TAEHVCodec
 from ..codecs.taehv import MemBlock, run_blocks
 from ..collect import load_dataset
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
-from .data import frames_to_tensor, save_codec
+from .data import check_frame_size, frames_to_tensor, save_codec
+from .distributed import distribute, global_mean, is_main, main_only, shard
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Args(RunArgs):
     pca_frames: int = arg(20000, "pca: frames the components are fitted on (a seeded subset)")
     latent_channels: int = arg(64, "latent channels (pca: the components kept; the default model's codec has 64)")
     steps: int = arg(2000, "taehv: optimizer steps")
-    batch_size: int = arg(8, "taehv: clips per step")
+    batch_size: int = arg(8, "taehv: clips per step", split=True)
     clip_frames: int = arg(24, "taehv: frames per clip (a multiple of the temporal factor 4)")
     lr: float = arg(2e-3, "taehv: AdamW learning rate")
     warmup: int = arg(100, "taehv: linear warm-up steps")
@@ -68,6 +73,20 @@ def build(args: Args) -> TAEHVCodec:
         if isinstance(m, MemBlock):
             m.conv[-1].weight.data.mul_(0.2)
     return codec
+
+
+class Reconstruction(torch.nn.Module):
+    """taehv's training pass as one module call (DDP averages the gradients of what runs through a call):
+    frames [B, T, 3, H, W] -> latents [B, C, T/4, h, w] and the decoder's raw output [B, T, 3, H, W]."""
+
+    def __init__(self, codec: TAEHVCodec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, x: torch.Tensor):
+        z = self.codec.encode(x)
+        y, _ = run_blocks(self.codec.decoder, z.transpose(1, 2), None)       # unclamped
+        return z, y
 
 
 def fit_pca(args: Args, dataset) -> int:
@@ -101,9 +120,12 @@ def run(namespace) -> int:
     args.start()
     dataset = load_dataset(args.data)
     if args.kind == "pca":
-        return fit_pca(args, dataset)
+        check_frame_size(args.data, dataset.frames.shape[1:3], args.patch)
+        return main_only(lambda: fit_pca(args, dataset))
     codec = build(args)
+    check_frame_size(args.data, dataset.frames.shape[1:3], codec.spatial_factor)
     starts = dataset.clip_starts(args.clip_frames, stride=1)                   # any clip inside an episode
+    reconstruction = distribute(Reconstruction(codec))
     opt = torch.optim.AdamW(codec.parameters(), lr=args.lr, weight_decay=0.0)
     run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
               modules={"codec": codec}, optimizers={"opt": opt}, desc="codec")
@@ -111,11 +133,13 @@ def run(namespace) -> int:
     for step in run.steps(args.stop_after):
         pick = starts[torch.randint(len(starts), (args.batch_size,)).numpy()]
         x = frames_to_tensor(dataset.frames[pick[:, None] + np.arange(args.clip_frames)])   # [B, T, 3, H, W]
-        z = codec.encode(x)                                                    # [B, C, T/4, h, w]
-        y, _ = run_blocks(codec.decoder, z.transpose(1, 2), None)              # [B, T, 3, H, W], unclamped
-        mse = F.mse_loss(y[:, skip:], x[:, skip:])
+        x = shard(x)                                                           # this rank's rows of the batch
+        z, y = reconstruction(x)
+        # global-batch values (the scale term, psnr and latent_rms are not linear in them)
+        mse = global_mean(F.mse_loss(y[:, skip:], x[:, skip:]))
         l1 = F.l1_loss(y[:, skip:], x[:, skip:])
-        scale = (z.pow(2).mean() - 1).pow(2)
+        z2 = global_mean(z.pow(2).mean())
+        scale = (z2 - 1).pow(2)
         loss = mse + l1 + args.scale_weight * scale
         set_lr(opt, args.lr * linear_warmup(step, args.warmup))
         opt.zero_grad(set_to_none=True)
@@ -124,8 +148,8 @@ def run(namespace) -> int:
         opt.step()
         if step % args.log_every == 0:
             run.log(loss=loss.item(), mse=mse.item(), psnr=-10 * np.log10(max(mse.item(), 1e-10)),
-                    latent_rms=z.pow(2).mean().sqrt().item())
-    if run.finished:
+                    latent_rms=z2.sqrt().item())
+    if run.finished and is_main():
         save_codec(args.out, codec)
         print(f"codec -> {args.out}")
     return 0

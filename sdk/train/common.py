@@ -15,6 +15,10 @@ states every `save_every` steps (write to a temporary file, then `os.replace`, s
 leaves a half-written checkpoint). Restarting the same command continues from the last checkpoint
 and gives the same result as a run that was never interrupted; metric lines written after that
 checkpoint are dropped so the metrics file has no duplicates.
+
+Under torchrun (`distributed`), rank 0 alone writes args.json, checkpoints (the whole state, FSDP
+shards gathered), metrics (means over ranks) and the bar; every rank resumes from the checkpoint,
+after a barrier, and all ranks hold the same RNG state, so one checkpoint serves them all.
 """
 
 from __future__ import annotations
@@ -35,6 +39,18 @@ from tqdm import tqdm
 from ..checkpoints import CheckpointError, load_state_checked
 from ..cli import schedule_text
 from ..threads import positive_int
+from .distributed import (
+    barrier,
+    global_mean,
+    is_main,
+    module_state_like,
+    optimizer_state_like,
+    shard_size,
+    unwrapped,
+    whole_state,
+)
+from .distributed import device as rank_device
+from .distributed import start as start_processes
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -49,8 +65,15 @@ CHECKED_FIELD_TYPES = {"steps": positive_int, "batch_size": positive_int, "save_
 # --------------------------------------------------------------------------- arguments
 
 def arg(default, help: str, **kw):
-    """A dataclass field with its one-line doc (becomes the --flag's help)."""
+    """A dataclass field with its one-line doc (becomes the --flag's help).
+
+    split=True: a count of the global batch, which torchrun's processes share in equal parts.
+    """
     return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return "--" + f.name.replace("_", "-")
 
 
 def field_type(f: dataclasses.Field):
@@ -64,8 +87,8 @@ def field_type(f: dataclasses.Field):
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One --flag per field: bools become switches, `X | None` fields default to None."""
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        flag = flag_of(f)
+        help_text = f.metadata.get("help", "") + (" (all processes together)" if f.metadata.get("split") else "")
         tp = CHECKED_FIELD_TYPES.get(f.name, field_type(f))
         if tp is bool:
             parser.add_argument(flag, action="store_true", default=f.default, help=help_text)
@@ -83,13 +106,32 @@ class RunArgs:
     threads: int = arg(2, "torch CPU threads")
 
     def start(self) -> None:
-        """Thread count and init seed, before the stage builds its modules."""
+        """Process group (under torchrun), thread count and init seed, before the stage builds its modules."""
+        start_processes()
         torch.set_num_threads(self.threads)
         torch.manual_seed(self.seed)
 
 
+@dataclasses.dataclass
+class DiTRunArgs(RunArgs):
+    """The arguments of the stages that train a DiT (teacher, student, distill)."""
+    fsdp: bool = arg(False, "under torchrun, shard every DiT over the processes with FSDP2 (per transformer block, "
+                            "bf16 compute, activation checkpointing): for the wan2.1-1.3b size")
+
+    def start(self) -> None:
+        start_processes(fsdp=self.fsdp)
+        super().start()
+
+
 def from_namespace(cls, namespace: argparse.Namespace):
     return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
+
+
+def check_equal_shares(args) -> None:
+    """Every `split` count splits into equal shares over the processes, or the run stops with one line."""
+    for f in dataclasses.fields(args):
+        if f.metadata.get("split"):
+            shard_size(getattr(args, f.name), flag_of(f))
 
 
 # --------------------------------------------------------------------------- runs
@@ -123,13 +165,16 @@ class Run:
                  desc: str = ""):
         if total_steps < 1 or save_every < 1:
             raise ValueError(f"steps and save_every must be >= 1, got steps={total_steps}, save_every={save_every}")
+        check_equal_shares(args)
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.modules, self.optimizers = modules, optimizers
         self.total_steps, self.save_every, self.desc = total_steps, save_every, desc
         self.step = 0
-        (self.out / ARGS).write_text(json.dumps(dataclasses.asdict(args), indent=2))
+        if is_main():
+            (self.out / ARGS).write_text(json.dumps(dataclasses.asdict(args), indent=2))
         seed_everything(seed)
+        barrier()  # every rank looks for the checkpoint before rank 0 can write one
         if (self.out / CHECKPOINT).exists():
             self.resume()
 
@@ -144,22 +189,26 @@ class Run:
         if missing:
             raise CheckpointError(f"{path} lacks {sorted(missing)}: was it written by another stage?")
         for name, module in self.modules.items():  # a resumed run must have the arguments that wrote it
-            load_state_checked(module, state["modules"][name], f"{path} ({name})")
+            module = unwrapped(module)
+            load_state_checked(module, module_state_like(state["modules"][name], module), f"{path} ({name})")
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            opt.load_state_dict(optimizer_state_like(state["optimizers"][name], opt))
         set_rng_state(state["rng"])
         self.step = state["step"]
         self.truncate_metrics()
 
     def save(self) -> None:
-        atomic_save({"step": self.step, "rng": rng_state(),
-                     "modules": {k: m.state_dict() for k, m in self.modules.items()},
-                     "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}, self.out / CHECKPOINT)
+        """Every rank gathers (FSDP shards are joined), rank 0 writes, the others wait for the file."""
+        state = whole_state({"modules": {k: unwrapped(m).state_dict() for k, m in self.modules.items()},
+                             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}})
+        if is_main():
+            atomic_save({"step": self.step, "rng": rng_state(), **state}, self.out / CHECKPOINT)
+        barrier()
 
     def truncate_metrics(self) -> None:
         """Drop metric lines of steps after the checkpoint (they are recomputed on resume)."""
         path = self.out / METRICS
-        if path.exists():
+        if path.exists() and is_main():
             keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] < self.step]
             path.write_text("".join(line + "\n" for line in keep))
 
@@ -168,7 +217,7 @@ class Run:
 
         stop_after: leave after this many steps of this invocation (simulates a kill; re-run to resume).
         """
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True, disable=not is_main())
         done = 0
         while self.step < self.total_steps and (stop_after is None or done < stop_after):
             yield self.step
@@ -184,10 +233,16 @@ class Run:
         return self.step >= self.total_steps
 
     def log(self, **metrics) -> None:
-        """One JSONL line for the current step (call inside the loop, before the next iteration)."""
-        line = {"step": self.step, **{k: float(v) for k, v in metrics.items()}}
-        with open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        """One JSONL line for the current step (call inside the loop, before the next iteration, on every rank).
+
+        Each rank passes its shard's values; the line holds their mean over ranks (the global batch's value
+        for means over equal shards), written by rank 0.
+        """
+        values = torch.tensor([float(v) for v in metrics.values()], dtype=torch.float64, device=rank_device())
+        line = {"step": self.step, **dict(zip(metrics, global_mean(values).tolist()))}
+        if is_main():
+            with open(self.out / METRICS, "a") as f:
+                f.write(json.dumps(line) + "\n")
 
 
 def read_metrics(out) -> list[dict]:

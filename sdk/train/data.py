@@ -1,8 +1,9 @@
 """Training data: frame clips from `streamvideo collect`, latent clips, text tokens, codec folders.
 
 Alignment: a latent frame k covers video frames [k*tf, (k+1)*tf) (tf = the codec's temporal factor);
-its action vector is the mean one-hot of the actions that produced those frames, so a held action
-gives the same one-hot the generator feeds at inference.
+its action vector is the mean of the network's vectors (`ActionSpec.vectors`: one-hots, Box values rescaled
+to [-1, 1]) of the actions that produced those frames, so a held action gives the vector the generator feeds
+at inference. The action space is the one `streamvideo collect` recorded in the dataset's meta.json.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 import torch
 
 from ..actions import ActionSpec
+from ..checkpoints import UserError
 from ..codecs import Codec, PixelCodec
 from ..codecs import build as build_codec
-from ..collect import load_dataset
-from ..presets import GAME_ACTIONS, text_encoder_from_meta
+from ..collect import META_FILE, load_dataset
+from ..presets import text_encoder_from_meta
 from ..text import TextEncoder
 
 CODEC_META = "codec.json"
@@ -32,15 +34,37 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div(255)
 
 
+def check_frame_size(data_dir, hw: tuple[int, int], factor: int) -> None:
+    """Refuse, in one line and before any work, frames the codec cannot cut into whole patches."""
+    if hw[0] % factor or hw[1] % factor:
+        fitting = "x".join(str(max(factor, round(n / factor) * factor)) for n in (hw[1], hw[0]))
+        raise UserError(f"{data_dir} holds {hw[1]}x{hw[0]} frames, but the codec needs sides that are multiples "
+                        f"of {factor}: collect it again with --size {fitting}, say")
+
+
 def latent_actions(actions: np.ndarray, spec: ActionSpec, temporal_factor: int) -> torch.Tensor:
-    """Discrete actions [N, T] -> mean one-hot per latent frame [N, T // tf, n]."""
-    if spec.kind != "discrete":
-        raise ValueError(f"training supports discrete action spaces, got {spec.describe()}")
-    n, t = actions.shape
+    """Actions [N, T, *action shape] -> the mean action vector per latent frame [N, T // tf, A]."""
+    n, t = actions.shape[:2]
     if t % temporal_factor:
         raise ValueError(f"clip length {t} is not a multiple of the codec's temporal factor {temporal_factor}")
-    onehot = torch.nn.functional.one_hot(torch.as_tensor(actions, dtype=torch.long), spec.n).float()
-    return onehot.reshape(n, t // temporal_factor, temporal_factor, spec.n).mean(2)
+    return spec.vectors(actions).reshape(n, t // temporal_factor, temporal_factor, spec.embed_inputs).mean(2)
+
+
+def dataset_actions(data_dir) -> ActionSpec:
+    """The action space `streamvideo collect` recorded in the dataset's meta.json."""
+    file = Path(data_dir) / META_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: is {data_dir} a `streamvideo collect` output?")
+    try:
+        return ActionSpec.from_dict(json.loads(file.read_text())["action_space"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{file}: cannot read its action space ({type(err).__name__}: {err})") from None
+
+
+def check_same_actions(recorded: ActionSpec, source: str, spec: ActionSpec, model: str) -> None:
+    """Refuse, in one line, data (a dataset, ODE pairs, another model) of another action space than `model`'s."""
+    if recorded != spec:
+        raise UserError(f"{source} has {recorded.describe()} actions but {model} takes {spec.describe()}")
 
 
 def noop_context(actions: torch.Tensor, has_ctx: torch.Tensor, ctx_frames: int, spec: ActionSpec) -> torch.Tensor:
@@ -90,10 +114,12 @@ class LatentClips:
         return len(self.latents)
 
 
-def encode_clips(codec: Codec, data_dir, clip_frames: int, batch_size: int = 32, max_clips: int = 6000) -> LatentClips:
+def encode_clips(codec: Codec, data_dir, clip_frames: int, action_spec: ActionSpec, batch_size: int = 32,
+                 max_clips: int = 6000) -> LatentClips:
     """Non-overlapping clips of `clip_frames` frames inside one episode (a seeded subset of at most
-    `max_clips`), each encoded from a fresh codec state."""
+    `max_clips`), each encoded from a fresh codec state; their actions as `action_spec`'s vectors."""
     dataset = load_dataset(data_dir)
+    check_frame_size(data_dir, dataset.frames.shape[1:3], codec.spatial_factor)
     starts = dataset.clip_starts(clip_frames)
     starts = np.sort(np.random.default_rng(0).permutation(starts)[:max_clips])
     clips = dataset.clips(clip_frames, starts=starts)
@@ -105,19 +131,21 @@ def encode_clips(codec: Codec, data_dir, clip_frames: int, batch_size: int = 32,
             latents.append(codec.encode(frames_to_tensor(clips.frames[i:i + batch_size])).half())
     prompts = sorted(set(clips.prompts))
     ids = torch.tensor([prompts.index(p) for p in clips.prompts])
-    return LatentClips(torch.cat(latents), latent_actions(clips.actions, GAME_ACTIONS, codec.temporal_factor),
+    return LatentClips(torch.cat(latents), latent_actions(clips.actions, action_spec, codec.temporal_factor),
                        ids, prompts)
 
 
-def cached_latent_clips(codec_dir, data_dir, clip_frames: int) -> LatentClips:
+def cached_latent_clips(codec_dir, data_dir, clip_frames: int, action_spec: ActionSpec) -> LatentClips:
     """encode_clips, cached next to a trained codec (one file per data folder and clip length)."""
     if str(codec_dir).startswith("pixel:"):
-        return encode_clips(load_codec(codec_dir), data_dir, clip_frames)
+        return encode_clips(load_codec(codec_dir), data_dir, clip_frames, action_spec)
     key = f"latents-{Path(data_dir).resolve().name}-{clip_frames}.pt"
     path = Path(codec_dir) / key
     if path.exists():
-        return LatentClips(**torch.load(path, weights_only=False))
-    clips = encode_clips(load_codec(codec_dir), data_dir, clip_frames)
+        clips = LatentClips(**torch.load(path, weights_only=False))
+        if clips.actions.shape[-1] == action_spec.embed_inputs:  # older caches hold every space as Discrete(6)
+            return clips
+    clips = encode_clips(load_codec(codec_dir), data_dir, clip_frames, action_spec)
     torch.save(vars(clips), path)
     return clips
 

@@ -31,8 +31,9 @@ from ..model import CausalDiT
 from ..presets import from_folder, save_model_folder, trained_start_frames
 from ..rollout import Conditioning, predict_x0, write_pass
 from ..schedules import StepSchedule
-from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
-from .data import TEXT_SPEC, text_encoder
+from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
+from .data import TEXT_SPEC, check_same_actions, text_encoder
+from .distributed import distribute, draw, gathered, is_main, shard
 from .objectives import (
     ClipCond,
     FlowFeatures,
@@ -51,13 +52,13 @@ LAMBDA_FLOW = 4.0      # weight of flow-DMD
 
 
 @dataclass
-class Args(RunArgs):
+class Args(DiTRunArgs):
     student: str = arg("runs/student/model", "student model folder (output of `streamvideo train student`)")
     teacher: str = arg("runs/teacher/model", "teacher model folder (real score; the critic starts from it)")
     pairs: str = arg("runs/ode-pairs/pairs.pt", "ODE pairs: rollout conditioning and the regression loss")
     out: str = arg("runs/distill", "output folder (checkpoint, metrics, model/)")
     steps: int = arg(200, "generator steps")
-    batch_size: int = arg(4, "clips per generator step")
+    batch_size: int = arg(4, "clips per generator step", split=True)
     critic_steps: int = arg(5, "critic updates per generator update")
     lr: float = arg(5e-5, "generator AdamW learning rate")
     critic_lr: float | None = arg(None, "critic AdamW learning rate (default: 0.2 x --lr, the release's ratio)")
@@ -97,8 +98,8 @@ def self_rollout(student: CausalDiT, x_ctx, has_ctx, cond: ClipCond, schedule: S
     cache = student.make_cache(batch, h, w, window_chunks=args.window_chunks, sink_chunks=args.sink_chunks)
     keep = has_ctx[:, None, None, None, None]
 
-    def noise(shape):
-        return torch.randn(batch, *shape)
+    def noise(shape):   # this rank's rows of the global batch's noise
+        return draw(lambda n: torch.randn(n, *shape), batch).to(x_ctx.device)
 
     outputs = []
     for k in range(frames // cf):
@@ -137,6 +138,7 @@ def generator_losses(student, teacher, critic, flow_net, flow_target, pairs, idx
     tokens, mask = text.encode([pairs["prompts"][i] for i in pairs["prompt_id"][idx].tolist()])
     cond = ClipCond(tokens, mask, pairs["action"][idx])
     ctx = has_ctx[:, None] & (torch.arange(x_real.shape[2]) < cf)[None]            # [B, F]
+    has_ctx, x_real, cond, ctx = shard(has_ctx, x_real, cond, ctx)   # idx is the global batch: this rank's rows
     x = self_rollout(student, x_real, has_ctx, cond, schedule, args.kv_level(), args)
     weight = frame_mask(ctx, x)
     real_x0, fake_x0 = dmd_scores(teacher, critic, x, ctx, cond)
@@ -161,11 +163,16 @@ def run(namespace) -> int:
     schedule = StepSchedule.parse(args.schedule)
     student, codec, _, latent_hw, fps, prompt, _ = from_folder(Path(args.student), "cpu", torch.float32)
     teacher = from_folder(Path(args.teacher), "cpu", torch.float32)[0].eval().requires_grad_(False)
+    student_name = f"the student {args.student}"
+    check_same_actions(teacher.config.action, f"the teacher {args.teacher}", student.config.action, student_name)
     critic = from_folder(Path(args.teacher), "cpu", torch.float32)[0].train()
     flow_net = FlowFeatures(student.config.in_channels, latent_hw)
     flow_target = ema_copy(flow_net)
-    pairs = load_pairs(args.pairs)
+    pairs = load_pairs(args.pairs, student.config.action, student_name)
     text = text_encoder()
+    # under torchrun: DDP for the trained ones, the frozen ones replicated; or all sharded by FSDP2 (--fsdp)
+    student, teacher, critic, flow_net, flow_target = (distribute(m, args.fsdp)
+                                                       for m in (student, teacher, critic, flow_net, flow_target))
     gen_params = list(student.parameters()) + list(flow_net.parameters())
     opt = torch.optim.AdamW(gen_params, lr=args.lr, weight_decay=0.01, betas=(0.0, 0.999))
     critic_lr = 0.2 * args.lr if args.critic_lr is None else args.critic_lr
@@ -177,7 +184,7 @@ def run(namespace) -> int:
         scale = linear_warmup(step, args.warmup)
         set_lr(opt, args.lr * scale)
         set_lr(critic_opt, critic_lr * scale)
-        idx = torch.randint(len(pairs["x0"]), (args.batch_size,))
+        idx = torch.randint(len(pairs["x0"]), (args.batch_size,))   # the global batch, drawn alike on every rank
         losses = generator_losses(student, teacher, critic, flow_net, flow_target, pairs, idx, text, args, schedule)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -188,7 +195,7 @@ def run(namespace) -> int:
             sample = losses["sample"]
             if args.fresh_critic_rollouts:
                 with torch.no_grad():
-                    sample = self_rollout(student, pairs["x0"][idx], losses["has_ctx"], losses["cond"], schedule,
+                    sample = self_rollout(student, shard(pairs["x0"][idx]), losses["has_ctx"], losses["cond"], schedule,
                                           kv_level, args)
             critic_loss = flow_matching_loss(critic, sample, losses["ctx"], losses["cond"], causal=True)
             critic_opt.zero_grad(set_to_none=True)
@@ -199,6 +206,8 @@ def run(namespace) -> int:
             run.log(critic=critic_loss.item(), **{k: v.item() for k, v in losses.items()
                                                   if k in ("total", "dmd", "reg", "flow_dmd", "flow_reg")})
     if run.finished:
+        student = gathered(student)              # every rank joins in; rank 0 gets the whole weights and writes
+    if run.finished and is_main():
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
                                    schedule=args.schedule, prompts=pairs["prompts"],
                                    extra={"role": "student", "kv_noise": kv_level},

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .. import flow
 from ..model import CausalDiT
+from .distributed import draw, global_mean, randn_like
 
 
 @dataclass
@@ -30,9 +31,10 @@ def frame_mask(ctx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the frames with weight 1 (weight [B, 1, F, 1, 1])."""
+    """Mean squared error over the frames with weight 1 (weight [B, 1, F, 1, 1]); under torchrun over the
+    scored elements of the global batch (each rank's count differs)."""
     per_elem = (a - b).pow(2) * weight
-    return per_elem.sum() / (weight.expand_as(a).sum()).clamp(min=1)
+    return per_elem.sum() / global_mean(weight.expand_as(a).sum()).clamp(min=1)
 
 
 def velocity(model: CausalDiT, xt: torch.Tensor, sigma: torch.Tensor, cond: ClipCond, causal: bool = False):
@@ -45,9 +47,10 @@ def predict_x0(model: CausalDiT, xt, sigma, cond: ClipCond, causal: bool = False
 
 
 def noise_clip(x0: torch.Tensor, sigma: torch.Tensor, ctx: torch.Tensor):
-    """Noise every non-context frame of x0 to its level: sigma [B] -> (xt, eps, per-frame sigma [B, F])."""
-    sigma_f = torch.where(ctx, torch.zeros_like(ctx, dtype=x0.dtype), sigma[:, None].to(x0.dtype))
-    eps = torch.randn_like(x0)
+    """Noise every non-context frame of x0 to its level: sigma [B] -> (xt, eps, per-frame sigma [B, F]).
+    x0 is this rank's rows; eps is their rows of the global batch's noise (`distributed.randn_like`)."""
+    sigma_f = torch.where(ctx, torch.zeros_like(ctx, dtype=x0.dtype), sigma[:, None].to(x0))
+    eps = randn_like(x0)
     return flow.add_noise(x0, eps, flow.frame_sigma(sigma_f, x0)), eps, sigma_f
 
 
@@ -58,7 +61,7 @@ def random_sigma(batch: int, t_min: float = 0.0, t_max: float = 1000.0) -> torch
 
 def flow_matching_loss(model: CausalDiT, x0, ctx, cond: ClipCond, sigma=None, causal: bool = False):
     """The teacher's (and the critic's) denoising loss: velocity MSE on the non-context frames."""
-    sigma = random_sigma(len(x0)) if sigma is None else sigma
+    sigma = draw(random_sigma, len(x0)) if sigma is None else sigma
     xt, eps, sigma_f = noise_clip(x0, sigma, ctx)
     v = velocity(model, xt, sigma_f, cond, causal)
     return masked_mse(v, flow.velocity(x0, eps), frame_mask(ctx, x0))
@@ -77,7 +80,7 @@ def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record
     uniform = {round(float(flow.shift_sigma(1 - i / steps)), 7) for i in range(steps + 1)}
     grid = sorted(uniform | {float(s) for s in record}, reverse=True)
     weight = frame_mask(ctx, x0_ctx)
-    x = torch.randn_like(x0_ctx) * weight + x0_ctx * (1 - weight)
+    x = randn_like(x0_ctx) * weight + x0_ctx * (1 - weight)
     states = {}
     for s_now, s_next in zip(grid[:-1], grid[1:]):
         if s_now in record:
@@ -104,7 +107,7 @@ def dmd_scores(teacher: CausalDiT, critic: CausalDiT, x: torch.Tensor, ctx, cond
     """Noise the generated clip once; x0 predictions of the real score (teacher) and fake score (critic),
     both block-causal as the teacher is trained."""
     with torch.no_grad():
-        xt, _, sigma_f = noise_clip(x.detach(), random_sigma(len(x), t_min, t_max), ctx)
+        xt, _, sigma_f = noise_clip(x.detach(), draw(lambda n: random_sigma(n, t_min, t_max), len(x)), ctx)
         return predict_x0(teacher, xt, sigma_f, cond, causal=True), predict_x0(critic, xt, sigma_f, cond, causal=True)
 
 

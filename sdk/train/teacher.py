@@ -13,7 +13,8 @@ context is seen as the stream's sink is; with `sync_prob` all targets share one 
 sampler `ode-pairs` uses). A fraction `text_drop` of clips gets the empty prompt (for guidance).
 The saved model is the EMA of the weights; it samples as a StreamGenerator in diagonal mode with
 `sample_steps` uniform steps per chunk (`streamvideo.load(OUT/model)`).
-Writes `OUT/model/`, a model folder (`streamvideo.json` role "teacher").
+Writes `OUT/model/`, a model folder (`streamvideo.json` role "teacher"); the model takes the action space
+the dataset was recorded with (its meta.json), which the folder keeps as "action".
 """
 
 from __future__ import annotations
@@ -24,21 +25,23 @@ from pathlib import Path
 import torch
 
 from .. import flow
-from ..collect import first_frames
+from ..actions import ActionSpec
+from ..collect import dataset_fps, first_frames
 from ..model import CausalDiT, ModelConfig
-from ..presets import GAME_ACTIONS, save_model_folder
-from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
-from .data import TEXT_SPEC, cached_latent_clips, load_codec, text_encoder
+from ..presets import save_model_folder
+from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
+from .data import TEXT_SPEC, cached_latent_clips, dataset_actions, load_codec, text_encoder
+from .distributed import distribute, gathered, is_main, shard
 from .objectives import ClipCond, ema_copy, ema_update, frame_mask, masked_mse, random_sigma, velocity
 
 
 @dataclass
-class Args(RunArgs):
+class Args(DiTRunArgs):
     data: str = arg(None, "dataset folder written by `streamvideo collect`")
     codec: str = arg("runs/codec", "output folder of `streamvideo train codec`, or pixel:P for P x P pixel patches")
     out: str = arg("runs/teacher", "output folder (checkpoint, metrics, model/)")
     steps: int = arg(3000, "optimizer steps")
-    batch_size: int = arg(16, "windows per step")
+    batch_size: int = arg(16, "windows per step", split=True)
     clip_chunks: int = arg(4, "chunks per training window: the inference window (1 sink + 2 previous + current)")
     episode_chunks: int = arg(16, "chunks per data clip the windows are cut from (how far back a sink may lie)")
     chunk_frames: int = arg(3, "latent frames per chunk")
@@ -54,7 +57,7 @@ class Args(RunArgs):
     warmup: int = arg(100, "linear warm-up steps")
     ema: float = arg(0.998, "decay of the weight EMA that is saved as the teacher")
     sample_steps: int = arg(32, "uniform Euler steps per chunk the teacher samples with (stored in the model folder)")
-    fps: float = arg(15.0, "frames per second of the data (the game's render_fps)")
+    fps: float | None = arg(None, "frames per second the model plays at (default: the dataset's, from its meta.json)")
     save_every: int = arg(100, "checkpoint every N steps")
     log_every: int = arg(10, "write a metrics line every N steps")
 
@@ -63,10 +66,10 @@ def add_arguments(parser) -> None:
     add_dataclass_arguments(parser, Args)
 
 
-def model_config(args: Args, latent_channels: int) -> ModelConfig:
+def model_config(args: Args, latent_channels: int, action: ActionSpec) -> ModelConfig:
     return ModelConfig(patch_size=(1, 1, 1), num_heads=args.heads, head_dim=args.head_dim, ffn_dim=args.ffn_dim,
                        num_layers=args.layers, in_channels=latent_channels, out_channels=latent_channels,
-                       text_dim=TEXT_SPEC["dim"], freq_dim=128, chunk_frames=args.chunk_frames, action=GAME_ACTIONS)
+                       text_dim=TEXT_SPEC["dim"], freq_dim=128, chunk_frames=args.chunk_frames, action=action)
 
 
 def window_chunks(batch: int, args: Args) -> torch.Tensor:
@@ -105,10 +108,14 @@ def window_batch(clips, idx: torch.Tensor, args: Args):
 
 
 def diffusion_forcing_loss(model: CausalDiT, x0, cond: ClipCond, args: Args) -> torch.Tensor:
-    """Velocity MSE on the target chunks; every chunk noised to its own level, block-causal attention."""
+    """Velocity MSE on the target chunks; every chunk noised to its own level, block-causal attention.
+
+    x0, cond: the global batch, the same on every rank; each rank trains on its rows once the noise is drawn.
+    """
     sigma, target = chunk_sigmas(len(x0), args)
     sigma_f = sigma.repeat_interleave(args.chunk_frames, 1)                                      # [B, F]
     eps = torch.randn_like(x0)
+    x0, eps, sigma_f, target, cond = shard(x0, eps, sigma_f, target, cond)
     xt = flow.add_noise(x0, eps, flow.frame_sigma(sigma_f, x0))
     v = velocity(model, xt, sigma_f, cond, causal=True)
     scored = ~target.repeat_interleave(args.chunk_frames, 1)                                    # True = not scored
@@ -137,18 +144,22 @@ def run(namespace) -> int:
     args.start()
     codec = load_codec(args.codec)
     caches_before = latent_caches(args.codec)
-    clips = cached_latent_clips(args.codec, args.data, args.episode_chunks * args.chunk_frames * codec.temporal_factor)
-    report_new_latent_caches(args.codec, caches_before)
+    action_spec = dataset_actions(args.data)   # the model takes the space the env's data was recorded with
+    clips = cached_latent_clips(args.codec, args.data, args.episode_chunks * args.chunk_frames * codec.temporal_factor,
+                                action_spec)
+    if is_main():
+        report_new_latent_caches(args.codec, caches_before)
     # one chunk of real frames per prompt for the model folder, read now so a bad dataset fails before training
     start_frames = first_frames(args.data, clips.prompts, args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
-    model = CausalDiT(model_config(args, codec.latent_channels))
-    ema = ema_copy(model)
+    model = CausalDiT(model_config(args, codec.latent_channels, action_spec))
+    ema = distribute(ema_copy(model), args.fsdp)
+    model = distribute(model, args.fsdp)         # DDP under torchrun, or FSDP2 shards (--fsdp)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
               modules={"model": model, "ema": ema}, optimizers={"opt": opt}, desc="teacher")
     for step in run.steps(args.stop_after):
-        idx = torch.randint(len(clips), (args.batch_size,))
+        idx = torch.randint(len(clips), (args.batch_size,))          # the global batch, drawn alike on every rank
         x0, action, prompts = window_batch(clips, idx, args)
         tokens, mask = text.encode(prompts)
         loss = diffusion_forcing_loss(model, x0, ClipCond(tokens, mask, action), args)
@@ -161,8 +172,11 @@ def run(namespace) -> int:
         if step % args.log_every == 0:
             run.log(loss=loss.item(), grad_norm=grad_norm.item())
     if run.finished:
+        ema = gathered(ema)                      # every rank joins in; rank 0 gets the whole weights and writes
+    if run.finished and is_main():
         folder = save_model_folder(Path(args.out) / "model", ema, codec, TEXT_SPEC, clips.latents.shape[-2:],
-                                   args.fps, clips.prompts[0], schedule=[args.sample_steps], prompts=clips.prompts,
+                                   args.fps or dataset_fps(args.data), clips.prompts[0], schedule=[args.sample_steps],
+                                   prompts=clips.prompts,
                                    start_frames=start_frames, extra={"role": "teacher"})
         print(f"teacher -> {folder}")
     return 0
