@@ -151,5 +151,6 @@ def test_the_ppo_example_runs_on_tiny_random():
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert [line.split(" (")[0].split(":")[0] for line in lines] == ["before training", "training", "after training"]
+    labels = [line.split(" (")[0].split(":")[0] for line in lines]
+    assert labels == ["before training", "before training", "training", "after training"]
     assert all("env steps/s" in line for line in lines)
