@@ -186,6 +186,8 @@ class StreamGenerator:
         prompt it warns about a cut and about words outside the vocabulary."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
+        if prompt in self.trained_prompts:   # trained under the same cut: nothing to warn about, its name is kept
+            return prompt
         fit = self.text_encoder.fit(prompt)
         if prompt not in self.checked_prompts:
             self.checked_prompts.add(prompt)
