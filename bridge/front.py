@@ -42,7 +42,6 @@ from .server import (
     LINK_STREAM_HWM,
     LIVENESS,
     MAX_POLL_MS,
-    READS_PER_TURN,
     READY,
     SWEEP_SECONDS,
     WELCOME,
@@ -51,6 +50,7 @@ from .server import (
     _with_host,
     check_exposure,
     end_message,
+    waiting,
 )
 
 log = logging.getLogger("streamvideo.bridge.front")
@@ -228,11 +228,7 @@ class Front(Endpoint):
     # ------------------------------------------------------------------ workers
 
     def _read_backend(self) -> None:
-        for _ in range(READS_PER_TURN):
-            try:
-                frames = self._backend.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        for frames in waiting(self._backend):
             identity, client = frames[0].bytes, frames[1].bytes
             worker = self.workers.get(identity)
             if not client and frames[2].bytes == READY:
@@ -355,11 +351,7 @@ class Front(Endpoint):
 
     def _relay_streams(self) -> None:
         """Republish the workers' stream messages; the XPUB sends each only to the subscribers it let in."""
-        for _ in range(READS_PER_TURN):
-            try:
-                frames = self._streams.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        for frames in waiting(self._streams):
             self._note_stream(frames[0].bytes, msgpack.unpackb(frames[1].bytes))
             self._pub.send_multipart(frames, copy=False)
 

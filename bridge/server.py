@@ -215,21 +215,13 @@ class Endpoint:
     # ------------------------------------------------------------------ reading
 
     def _read_control(self) -> None:
-        for _ in range(READS_PER_TURN):
-            try:
-                frames = self._control.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        for frames in waiting(self._control):
             self._handle(frames[0].bytes, frames[1:])
 
     def _read_subscriptions(self) -> None:
         """Apply a subscriber's (un)subscription only when it names exactly an open session's stream topic;
         a subscription to any other prefix (the empty one included) is never applied, so it receives nothing."""
-        for _ in range(READS_PER_TURN):
-            try:
-                message = self._pub.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for (message,) in waiting(self._pub, copy=True):
             if message[:1] in (b"\x00", b"\x01") and message[1:] in self._topics:
                 option = zmq.SUBSCRIBE if message[:1] == b"\x01" else zmq.UNSUBSCRIBE
                 self._pub.setsockopt(option, message[1:])  # applies to the subscriber that sent it
@@ -718,6 +710,16 @@ def _common_options(sock: zmq.Socket, heartbeat_ms: int) -> None:
     sock.heartbeat_ttl = 3 * heartbeat_ms
 
 
+def waiting(sock: zmq.Socket, copy: bool = False):
+    """The messages waiting on `sock`, read without blocking, at most READS_PER_TURN of them, so that one busy
+    socket cannot starve the others (or the chunks due) of a loop."""
+    for _ in range(READS_PER_TURN):
+        try:
+            yield sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+        except zmq.Again:
+            return
+
+
 def _send_quietly(sock: zmq.Socket, frames: list) -> bool:
     """Send without blocking; False when the peer's queue is full (the message is dropped)."""
     try:
@@ -856,8 +858,8 @@ class WorkerLink:
                 if not self._from_front(front, inner):
                     return
             if inner in events:
-                for _ in range(READS_PER_TURN):
-                    if not inner.poll(0) or not _send_quietly(front, inner.recv_multipart(copy=False)):
+                for frames in waiting(inner):
+                    if not _send_quietly(front, frames):
                         break
             if now >= next_beat:
                 _send_quietly(front, [b"", HEARTBEAT])
@@ -872,11 +874,7 @@ class WorkerLink:
 
     def _from_front(self, front: zmq.Socket, inner: zmq.Socket) -> bool:
         """Pass the front's requests (and its WELCOME) to the server thread; False when told to DISCONNECT."""
-        for _ in range(READS_PER_TURN):
-            try:
-                frames = front.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return True
+        for frames in waiting(front):
             kind = frames[1].bytes if not frames[0].bytes else None
             if kind == DISCONNECT:
                 log.warning("the front at %s dropped this worker: attaching again", self._config.attach)
