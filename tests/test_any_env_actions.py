@@ -60,11 +60,7 @@ class TinyArcade(gym.Env):
 gym.register(ARCADE_ID, entry_point=TinyArcade, max_episode_steps=60)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()   # the stages set the process-wide count; put it back for other tests
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train(stage, out, *extra):

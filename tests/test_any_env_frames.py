@@ -8,7 +8,6 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import streamvideo
 from streamvideo.cli import main
@@ -21,12 +20,7 @@ TINY_TEACHER = ["--steps", 2, "--batch-size", 2, "--clip-chunks", 2, "--episode-
                 "--head-dim", 8, "--layers", 1, "--ffn-dim", 16, "--threads", 1, "--save-every", 2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(*args) -> None:

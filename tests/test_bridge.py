@@ -381,16 +381,24 @@ def test_fuzzing_with_malformed_messages_leaves_sessions_and_server_unharmed():
 # ---------------------------------------------------------------------- command line
 
 
-def test_streamvideo_serve_command(tmp_path):
+def serve_process(*options: str) -> tuple[subprocess.Popen, str, str]:
+    """`streamvideo serve` of MODEL on free loopback ports in a subprocess, once it serves: (process, control
+    endpoint, stream endpoint), as the server logs them."""
     proc = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", LOOPBACK, "--pub", LOOPBACK,
-                             "--model", MODEL, "--idle-timeout", "5", "--max-sessions", "2"],
+                             "--model", MODEL, *options],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stderr:
+        if match := re.search(r"on (tcp://\S+), streams on (tcp://\S+)", line):
+            return proc, match.group(1), match.group(2)
+    proc.kill()
+    raise AssertionError(f"streamvideo serve {' '.join(options)} exited (rc {proc.wait()}) before serving")
+
+
+def test_streamvideo_serve_command(tmp_path):
+    proc, control, pub = serve_process("--idle-timeout", "5", "--max-sessions", "2")
     try:
-        for line in proc.stderr:  # the server logs its bound endpoints once it serves
-            if match := re.search(r"on (tcp://\S+), streams on (tcp://\S+)", line):
-                break
-        with Client(match.group(1), timeout=30) as c:
-            assert c.info["pub"] == match.group(2) and c.info["limits"]["max_sessions"] == 2
+        with Client(control, timeout=30) as c:
+            assert c.info["pub"] == pub and c.info["limits"]["max_sessions"] == 2
             session = c.open(prompt="a meadow", seed=0)
             assert session.stats()["chunks"] == 0
         proc.send_signal(signal.SIGTERM)

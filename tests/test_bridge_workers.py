@@ -4,7 +4,6 @@ sessions, CURVE through the front and on the worker link, and the command line. 
 with one torch thread each."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from test_bridge import LOOPBACK, MODEL, Raw, start_server
+from test_bridge import LOOPBACK, MODEL, Raw, serve_process, start_server
 
 from streamvideo.bridge import (
     BridgeError,
@@ -219,15 +218,11 @@ def test_a_worker_that_cannot_start_fails_the_front():
 
 
 def test_serve_workers_from_the_command_line():
-    proc = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--workers", "2", "--threads", "1",
-                             "--bind", LOOPBACK, "--pub", LOOPBACK, "--model", MODEL, "--heartbeat", "0.2"],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # the front logs its endpoints once its workers attached
+    proc, control, pub = serve_process("--workers", "2", "--threads", "1", "--heartbeat", "0.2")
     try:
-        for line in proc.stderr:  # the front logs its endpoints once its workers attached
-            if match := re.search(r"on (tcp://\S+), streams on (tcp://\S+)", line):
-                break
-        with Client(match.group(1), timeout=30) as client:
-            assert client.info["pub"] == match.group(2) and client.server_stats()["workers"] == 2
+        with Client(control, timeout=30) as client:
+            assert client.info["pub"] == pub and client.server_stats()["workers"] == 2
             assert client.open(seed=0).step(0).index == 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

@@ -27,12 +27,7 @@ SIZE = 32
 TINY_DIT = ["--heads", "2", "--head-dim", "8", "--layers", "1", "--ffn-dim", "16", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
