@@ -620,6 +620,12 @@ def read_meta(directory: str | Path) -> dict:
     return meta
 
 
+def dataset_env(directory: str | Path) -> dict:
+    """The env a dataset was recorded from, as a model folder keeps it: {"id": ..., "kwargs": {...}}."""
+    meta = read_meta(directory)
+    return {"id": meta["env_id"], "kwargs": dict(meta.get("env_kwargs") or {})}
+
+
 def dataset_fps(directory: str | Path) -> float:
     """The data's frames per second as meta.json records it (DEFAULT_FPS where an older collect gave none)."""
     return float(read_meta(directory).get("fps") or DEFAULT_FPS)

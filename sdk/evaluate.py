@@ -318,14 +318,17 @@ def evaluate(gen, s: GameSetting, args) -> tuple[dict, dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True,
                         help="model folder, 'default' or 'tiny-random'; repeat to compare several in one table")
-    parser.add_argument("--env", default="StreamVideoGame-v0",
+    parser.add_argument("--env", default=None,
                         help="Gymnasium id of any env that renders rgb_array ('module:Name-v0' imports module "
-                             "first); the built-in game StreamVideoGame-v0 gets its game-specific measures")
+                             "first); the built-in game StreamVideoGame-v0 gets its game-specific measures "
+                             "(default: the env the model's data came from, with its settings, as its folder "
+                             "records them; else the built-in game)")
     parser.add_argument("--resize", choices=RESIZE_METHODS, default=DEFAULT_RESIZE,
                         help=f"how renders are fitted to the model's frame size: the --resize the data was "
                              f"collected with (default {DEFAULT_RESIZE}, collect's)")
     parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword argument for gym.make, VALUE parsed as JSON when it can be (repeatable)")
+                        help="keyword argument for gym.make, VALUE parsed as JSON when it can be (repeatable); "
+                             "it overrides the setting the model's folder records")
     parser.add_argument("--agnostic", action="store_true",
                         help="evaluate the built-in game with the game-agnostic measures, as any other env")
     parser.add_argument("--episodes", type=int, default=8, help="fidelity (and, on the game, action) episodes")
@@ -416,18 +419,30 @@ def write_outputs(folder: Path, name: str, result: dict, s: Setting, figures: di
     plot(folder / "eval.png", curves, result.get("drift"))
 
 
+def recorded_env(args, metas: list[dict]) -> tuple[str, dict]:
+    """The env to evaluate on and its kwargs: --env, else the one the models' folders record (the env their data
+    came from), else the built-in game; the recorded settings of that env, overridden by --env-arg."""
+    recorded = [m["env"] for m in metas if m.get("env")]
+    ids = sorted({r["id"] for r in recorded})
+    if args.env is None and len(ids) > 1:
+        raise EvalError(f"the models were trained on different envs ({', '.join(ids)}): pass --env")
+    env_id = args.env or (ids[0] if ids else "StreamVideoGame-v0")
+    settings = next((r["kwargs"] for r in recorded if r["id"] == env_id), {})
+    return env_id, {**settings, **env_kwargs(args.env_arg)}
+
+
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    kwargs = env_kwargs(args.env_arg)
+    resolved = [resolve_model(m) for m in args.model]
+    args.env, kwargs = recorded_env(args, [meta for _, meta in resolved])
     env = open_env(args.env, kwargs)
     on_game = isinstance(env.unwrapped, StreamVideoGameEnv) and not args.agnostic
     if on_game:
         check_game_args(args)
     torch.set_num_threads(args.threads)
-    print(f"streamvideo eval: torch CPU threads = {args.threads}", flush=True)
+    print(f"streamvideo eval: torch CPU threads = {args.threads}; env {args.env} {json.dumps(kwargs)}", flush=True)
     # every model name and its prompts are checked before any work
-    models = [(source, meta, model_themes(source, meta) if on_game else None)
-              for source, meta in map(resolve_model, args.model)]
+    models = [(source, meta, model_themes(source, meta) if on_game else None) for source, meta in resolved]
     out = Path(args.out)
     settings, results = {}, {}
     try:

@@ -82,6 +82,13 @@ class GroupCache:
         for cache in self.caches:
             cache.advance(n_chunks)
 
+    def anchor_for(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([c.anchor_for(x[i:i + 1]) for i, c in enumerate(self.caches)])
+
+    def set_anchor(self, frame: torch.Tensor) -> None:
+        for i, cache in enumerate(self.caches):
+            cache.set_anchor(frame[i:i + 1])
+
 
 class GroupRollout(ChunkRollout):
     """`ChunkRollout.next_chunk` over the members' rollouts as one batch. It owns no cache or history

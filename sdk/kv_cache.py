@@ -62,6 +62,9 @@ class KVCache:
         self.next_chunk = torch.zeros(batch_size, dtype=torch.long, device=device)
         # [B, slots] chunk index each slot holds, -1 = empty
         self.slot_chunk = torch.full((batch_size, self.slots), -1, dtype=torch.long, device=device)
+        # [B, C, h, w] the clean latent frame before the next chunk, for models that read it (anchor_radius >= 0);
+        # allocated on first use, zeros at a stream's start
+        self.anchor: torch.Tensor | None = None
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -70,10 +73,14 @@ class KVCache:
         if index is None:
             self.next_chunk.zero_()
             self.slot_chunk.fill_(-1)
+            if self.anchor is not None:
+                self.anchor.zero_()
         else:
             index = torch.as_tensor(index, dtype=torch.long, device=self.next_chunk.device)
             self.next_chunk[index] = 0
             self.slot_chunk[index] = -1
+            if self.anchor is not None:
+                self.anchor[index] = 0
 
     def seek(self, chunk_index: torch.Tensor) -> None:
         """Set every stream's next chunk index (used to re-write the window, e.g. on re-cache)."""
@@ -87,6 +94,17 @@ class KVCache:
     def filled_slots(self) -> int:
         """Slots any stream of the batch has written (slots fill in order, so they are the first ones)."""
         return int((self.slot_chunk >= 0).sum(1).max()) if self.batch_size else 0
+
+    def anchor_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The clean latent frame before the next chunk, for a one-chunk input x [B, C, F, h, w]: [B, C, 1, h, w]."""
+        shape = (x.shape[0], x.shape[1], *x.shape[3:])
+        if self.anchor is None or self.anchor.shape != shape:
+            self.anchor = x.new_zeros(shape)
+        return self.anchor[:, :, None]
+
+    def set_anchor(self, frame: torch.Tensor) -> None:
+        """frame [B, C, h, w]: the clean (or best-estimate) last latent frame of the chunk just written."""
+        self.anchor = frame.detach().to(self.k.device).clone()
 
     # ---------------------------------------------------------------- attention I/O
 

@@ -32,7 +32,7 @@ from .text import HashTextEncoder, TextEncoder
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 # the built-in game's actions, named as its get_action_meanings() names them
 GAME_ACTIONS = ActionSpec("discrete", n=6, meanings=("NOOP", "UP", "DOWN", "LEFT", "RIGHT", "PLANT"))
-RANDOM_PRESETS = ("tiny-random", "wan2.1-1.3b")
+RANDOM_PRESETS = ("tiny-random", "tiny-random-steered", "wan2.1-1.3b")
 MODEL_FILE = "streamvideo.json"
 MODEL_WEIGHTS = "model.safetensors"
 CODEC_WEIGHTS = "codec.safetensors"
@@ -84,13 +84,23 @@ def seeded_random(module_factory, seed: int, device, dtype):
         return module_factory().to(dtype)
 
 
-def tiny_random(device, dtype, resolution=None):
-    """A few-MB random model on the built-in game's action space: tests and smoke runs."""
+def tiny_random(device, dtype, resolution=None, steered: bool = False):
+    """A few-MB random model on the built-in game's action space: tests and smoke runs. steered: with the
+    steered anchor (radius 1) and action tokens, their zero-initialised layers drawn at random too, so the
+    action and the anchor change the output as a trained model's do."""
     height, width = resolution or (64, 64)
     patch = 4
     cfg = ModelConfig(num_heads=2, head_dim=32, ffn_dim=128, num_layers=2, text_dim=32, in_channels=3 * patch**2,
-                      out_channels=3 * patch**2, chunk_frames=3, action=GAME_ACTIONS)
-    model = seeded_random(lambda: CausalDiT(cfg), 0, device, dtype)
+                      out_channels=3 * patch**2, chunk_frames=3, action=GAME_ACTIONS,
+                      anchor_radius=1 if steered else -1, action_tokens=steered)
+
+    def build():
+        model = CausalDiT(cfg)
+        if steered:
+            for layer in (model.steered_anchor.offset_logits, model.action_token_embedder.mlp.linear_2):
+                torch.nn.init.normal_(layer.weight, std=0.5)
+        return model
+    model = seeded_random(build, 0, device, dtype)
     text = HashTextEncoder(dim=32, max_tokens=16)
     return model, PixelCodec(patch=patch), text, (height // patch, width // patch), 15.0, "a random world"
 
@@ -224,8 +234,8 @@ def load_parts(name_or_path="default", device=None, dtype=None, random_weights: 
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     name = str(name_or_path)
-    if name == "tiny-random":
-        return (*tiny_random(device, dtype, resolution), None)
+    if name in ("tiny-random", "tiny-random-steered"):
+        return (*tiny_random(device, dtype, resolution, steered=name.endswith("steered")), None)
     if name == "wan2.1-1.3b":
         if not random_weights:
             raise UserError("weights for wan2.1-1.3b are not shipped: pass a diffusers Wan2.1 folder as the path, "
@@ -244,6 +254,15 @@ def find_folder(name: str) -> Path:
         raise missing_meta(Path(name))
     raise CheckpointError(f"no model {name!r}: expected a preset ({', '.join(preset_names())}) or a folder "
                           f"containing {MODEL_FILE}")
+
+
+def trained_env(name_or_path="default") -> dict | None:
+    """The env a model's data was recorded from ({"id": ..., "kwargs": {...}}), as its folder records it; None
+    for random presets and folders written before models kept it. Reads only streamvideo.json."""
+    name = str(name_or_path)
+    if name in RANDOM_PRESETS:
+        return None
+    return read_meta(find_folder(name)).get("env")
 
 
 def trained_prompts(name_or_path="default") -> list[str]:

@@ -94,17 +94,28 @@ def as_latent(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def predict_x0(model: CausalDiT, x, sigma, cond: Conditioning, cache, write: bool) -> torch.Tensor:
-    """One forward pass on chunk x [B, C, F, h, w] at noise levels sigma [B] -> x0 prediction."""
+    """One forward pass on chunk x [B, C, F, h, w] at noise levels sigma [B] -> x0 prediction.
+
+    A model that reads the frame before each chunk (anchor_radius >= 0) gets it from the cache; a pass that
+    writes the chunk into the cache also leaves its x0 prediction's last frame there as the next anchor."""
     frames = x.shape[2]
     t_net = flow.network_timestep(sigma.to(x.device))[:, None].expand(-1, frames)
-    v = model(x, t_net, cond.text, cond.text_mask, cond.action_frames(frames), cache=cache, write_chunks=int(write))
-    return flow.x0_from_velocity(x, v, as_latent(sigma, x))
+    anchor = cache.anchor_for(x) if model.config.anchor_radius >= 0 else None
+    v = model(x, t_net, cond.text, cond.text_mask, cond.action_frames(frames), cache=cache, write_chunks=int(write),
+              anchor=anchor)
+    x0 = flow.x0_from_velocity(x, v, as_latent(sigma, x))
+    if write and anchor is not None:
+        cache.set_anchor(x0[:, :, -1])
+    return x0
 
 
 def write_pass(model: CausalDiT, x0, sigma, cond: Conditioning, noise, cache) -> None:
-    """Write x0 re-noised to noise levels sigma ([B]) into the cache with one forward pass."""
+    """Write x0 re-noised to noise levels sigma ([B]) into the cache with one forward pass; x0's last frame,
+    known clean, is the next chunk's anchor."""
     xt = flow.add_noise(x0, noise(x0.shape[1:]), as_latent(sigma, x0)) if (sigma > 0).any() else x0
     predict_x0(model, xt, sigma, cond, cache, write=True)
+    if model.config.anchor_radius >= 0:
+        cache.set_anchor(x0[:, :, -1])
 
 
 class ChunkRollout:
@@ -115,7 +126,7 @@ class ChunkRollout:
         self.model, self.schedule, self.kv_noise = model, schedule, kv_noise
         self.latent_shape = latent_shape                                         # (C, chunk_frames, h, w)
         self.cache = model.make_cache(batch_size, latent_shape[2], latent_shape[3], **cache_kw)
-        # (cache input, sigma, action, chunk index) of the chunks the cache holds: sinks, then the window
+        # (cache input, sigma, action, chunk index, anchor) of the chunks the cache holds: sinks, then the window
         self.sink_history: list = []
         self.history = deque(maxlen=self.cache.window_chunks)
 
@@ -157,7 +168,8 @@ class ChunkRollout:
         return ChunkOut(x0, steps, chunk)
 
     def remember(self, x, sigma, cond: Conditioning) -> None:
-        entry = (x, sigma, cond.action, self.cache.next_chunk.clone())
+        anchor = self.cache.anchor_for(x).clone() if self.model.config.anchor_radius >= 0 else None
+        entry = (x, sigma, cond.action, self.cache.next_chunk.clone(), anchor)
         is_sink = int(self.cache.next_chunk.min()) < self.cache.sink_chunks
         (self.sink_history.append if is_sink else self.history.append)(entry)
 
@@ -173,6 +185,8 @@ class ChunkRollout:
             xt = flow.add_noise(x0, noise(x0.shape[1:]), as_latent(sigma, x0))
             self.remember(xt, sigma, cond)
             predict_x0(self.model, xt, sigma, cond, self.cache, write=True)
+            if self.model.config.anchor_radius >= 0:   # the context is known clean: anchor on it, not on a guess
+                self.cache.set_anchor(x0[:, :, -1])
 
     def recache(self, cond: Conditioning) -> None:
         """Re-write the cached chunks under new conditioning (a new prompt), oldest first, from their stored
@@ -182,11 +196,14 @@ class ChunkRollout:
         if self.kv_noise is not None:
             raise ValueError("recache needs the stored cache inputs of diagonal mode; "
                              "it is not available with kv_noise")
-        resume = self.cache.next_chunk.clone()
-        for x, sigma, action, k in [*self.sink_history, *self.history]:
+        resume, anchor = self.cache.next_chunk.clone(), self.cache.anchor
+        for x, sigma, action, k, chunk_anchor in [*self.sink_history, *self.history]:
             self.cache.seek(k)
+            if chunk_anchor is not None:      # each chunk is re-encoded from the anchor it was written with
+                self.cache.set_anchor(chunk_anchor[:, :, 0])
             predict_x0(self.model, x, sigma, Conditioning(cond.text, cond.text_mask, action), self.cache, write=True)
         self.cache.seek(resume)
+        self.cache.anchor = anchor      # the newest chunk's output stays the next chunk's anchor
 
 
 class HierarchicalRollout:

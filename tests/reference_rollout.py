@@ -48,23 +48,33 @@ class ListCache:
 
 
 class ReferenceCache:
+    """The log of one stream's cache. A model that reads the frame before each chunk (anchor_radius >= 0) gets
+    the anchor the engine's rule gives: the known clean chunk where the writer passes it (self_forcing,
+    kv_noise), else the x0 prediction of the pass that wrote the chunk before (diagonal, hierarchical)."""
+
     def __init__(self, model, sinks: int, width: int, rope: str = "window"):
         self.model, self.sinks, self.width, self.rope = model, sinks, width, rope
         self.log: list = []
+        self.anchor = None        # [1, C, h, w] the next chunk's anchor; None = zeros (a stream's start)
 
-    def write(self, n: int, x, sigma: float, cond: Conditioning) -> None:
-        self.log.append(("write", n, x, sigma, cond))
+    def write(self, n: int, x, sigma: float, cond: Conditioning, clean=None) -> None:
+        predicted = self.predict(n, x, sigma, cond)
+        self.log.append(("write", n, x, sigma, cond, self.anchor))
+        self.anchor = (predicted if clean is None else clean)[:, :, -1]
 
     def recache(self, cond: Conditioning) -> None:
         self.log.append(("recache", cond))
 
-    def forward(self, n: int, x, sigma: float, cond: Conditioning, kv: dict):
+    def forward(self, n: int, x, sigma: float, cond: Conditioning, kv: dict, anchor):
         """One pass of chunk n over the chunks of `kv` it may see -> (x0, its per-layer K/V)."""
         cache = ListCache(self.model, n, kv, window(kv, n, self.sinks, self.width), self.sinks, self.width,
                           self.rope)
         frames = x.shape[2]
         t = flow.network_timestep(torch.tensor([sigma]))[:, None].expand(1, frames)
-        v = self.model(x, t, cond.text, cond.text_mask, cond.action_frames(frames), cache=cache, write_chunks=1)
+        if self.model.config.anchor_radius >= 0:
+            anchor = (torch.zeros_like(x[:, :, 0]) if anchor is None else anchor)[:, :, None]
+        v = self.model(x, t, cond.text, cond.text_mask, cond.action_frames(frames), cache=cache, write_chunks=1,
+                       anchor=anchor if self.model.config.anchor_radius >= 0 else None)
         return flow.x0_from_velocity(x, v, sigma), [cache.written[i] for i in range(cache.layers)]
 
     def replay(self) -> dict:
@@ -72,21 +82,21 @@ class ReferenceCache:
         kv, inputs = {}, {}
         for event in self.log:
             if event[0] == "write":
-                _, n, x, sigma, cond = event
-                inputs[n] = (x, sigma, cond)
-                kv[n] = self.forward(n, x, sigma, cond, kv)[1]
+                _, n, x, sigma, cond, anchor = event
+                inputs[n] = (x, sigma, cond, anchor)
+                kv[n] = self.forward(n, x, sigma, cond, kv, anchor)[1]
             else:                                   # re-encode what the cache still holds under the new text
                 newest = max(kv) + 1
                 kv_new = {}
                 for c in window(kv, newest, self.sinks, self.width):
-                    x, sigma, old = inputs[c]
-                    inputs[c] = (x, sigma, Conditioning(event[1].text, event[1].text_mask, old.action))
-                    kv_new[c] = self.forward(c, x, sigma, inputs[c][2], kv_new)[1]
+                    x, sigma, old, anchor = inputs[c]
+                    inputs[c] = (x, sigma, Conditioning(event[1].text, event[1].text_mask, old.action), anchor)
+                    kv_new[c] = self.forward(c, x, sigma, inputs[c][2], kv_new, anchor)[1]
                 kv = kv_new
         return kv
 
     def predict(self, n: int, x, sigma: float, cond: Conditioning):
-        return self.forward(n, x, sigma, cond, self.replay())[0]
+        return self.forward(n, x, sigma, cond, self.replay(), self.anchor)[0]
 
 
 def chunk_rollout(ref: ReferenceCache, n: int, sigmas, cond, noise, shape, kv_sigma=None):
@@ -99,7 +109,7 @@ def chunk_rollout(ref: ReferenceCache, n: int, sigmas, cond, noise, shape, kv_si
         if i + 1 < len(sigmas):
             x = flow.add_noise(x0, noise(shape), sigmas[i + 1])
     if kv_sigma is not None:
-        ref.write(n, flow.add_noise(x0, noise(shape), kv_sigma) if kv_sigma > 0 else x0, kv_sigma, cond)
+        ref.write(n, flow.add_noise(x0, noise(shape), kv_sigma) if kv_sigma > 0 else x0, kv_sigma, cond, clean=x0)
     return x0
 
 

@@ -39,10 +39,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("preset", ["tiny-random", "tiny-random-steered"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_engine_equals_reference_for_three_windows(case):
+def test_engine_equals_reference_for_three_windows(case, preset):
     kw, chunks = CASES[case]
-    gen = streamvideo.load("tiny-random", **kw)
+    gen = streamvideo.load(preset, **kw)
     gen.reset(prompt="a red knight walking", seed=3)
     sinks, width = kw.get("sink_chunks", 1), kw.get("window_chunks", 2)
     assert chunks >= 3 * (sinks + width + 1)
@@ -65,10 +66,12 @@ def test_engine_equals_reference_for_three_windows(case):
             assert err < TOL, f"{case}: chunk {n} differs from the reference by {err:.2e}"
 
 
-def test_batched_streams_with_different_histories_equal_their_references():
+@pytest.mark.parametrize("preset", ["tiny-random", "tiny-random-steered"])
+def test_batched_streams_with_different_histories_equal_their_references(preset):
     """Streams reset at different times run different step counts in one batch; each must equal its own
-    single-stream reference (so a stream's noise and output never depend on its neighbours)."""
-    gen = streamvideo.load("tiny-random", schedule="4322222", batch_size=3)
+    single-stream reference (so a stream's noise and output never depend on its neighbours, nor its anchor
+    on theirs)."""
+    gen = streamvideo.load(preset, schedule="4322222", batch_size=3)
     prompts, seeds = ["a red knight walking", "a blue robot", "snowy ground"], [11, 12, 13]
     gen.reset(prompt=prompts, seed=seeds)
     refs = [ReferenceCache(gen.model, 1, 2) for _ in range(3)]
@@ -91,8 +94,9 @@ def test_batched_streams_with_different_histories_equal_their_references():
                 counts[i] += 1
 
 
-def test_recache_equals_reference_on_a_stream_past_the_window():
-    gen = streamvideo.load("tiny-random", schedule="4322222")
+@pytest.mark.parametrize("preset", ["tiny-random", "tiny-random-steered"])
+def test_recache_equals_reference_on_a_stream_past_the_window(preset):
+    gen = streamvideo.load(preset, schedule="4322222")
     gen.reset(prompt="a red knight walking", seed=5)
     ref, noise = ReferenceCache(gen.model, 1, 2), reference_noise(gen, 5)
     with torch.inference_mode():

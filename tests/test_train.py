@@ -135,11 +135,13 @@ def test_teacher_windows_are_a_sink_then_consecutive_chunks_and_the_last_chunk_i
     from streamvideo.train.teacher import Args, chunk_sigmas, window_batch
     torch.manual_seed(0)
     args = Args(clip_chunks=4, episode_chunks=10, chunk_frames=3, text_drop=0.0)
-    frames = torch.arange(30.0)[None, None, :, None, None].expand(5, 1, 30, 1, 1)      # latent value = frame index
+    frames = torch.arange(1.0, 31.0)[None, None, :, None, None].expand(5, 1, 30, 1, 1)  # latent = frame index + 1
     clips = SimpleNamespace(latents=frames, actions=torch.zeros(5, 30, 6), prompt_ids=torch.zeros(5, dtype=torch.long),
                             prompts=["p"])
-    x0, action, prompts = window_batch(clips, torch.arange(5).repeat(20), args)
-    idx = x0[:, 0, :, 0, 0].long()                                                     # [B, 12] frame indices
+    x0, action, prompts, anchor = window_batch(clips, torch.arange(5).repeat(20), args)
+    idx = x0[:, 0, :, 0, 0].long() - 1                                                 # [B, 12] frame indices
+    before = anchor[:, 0, :, 0, 0].long() - 1                                          # [B, 4] frame before each chunk
+    assert (before[:, 0] == -1).all() and (before[:, 1:] == idx[:, 3::3] - 1).all()    # zeros before the sink
     assert (idx[:, :3] == torch.arange(3)).all()                                       # the sink: first chunk
     assert (idx[:, 3:].diff(dim=1) == 1).all() and (idx[:, 3] % 3 == 0).all()         # then consecutive chunks
     assert idx[:, 3].min() == 3 and idx[:, 3].max() > 3                                # contiguous and gapped windows
@@ -147,3 +149,60 @@ def test_teacher_windows_are_a_sink_then_consecutive_chunks_and_the_last_chunk_i
     sigma, target = chunk_sigmas(1000, args)
     assert target[:, -1].all() and 0.2 < target[:, :-1].float().mean() < 0.6
     assert (sigma[~target] <= args.ctx_sigma_max).all() and sigma[target].mean() > 0.5
+
+
+def test_steered_pipeline_runs_end_to_end_resumes_and_records_its_env(tmp_path):
+    """The steered-anchor design through every stage (chunks of one frame, action tokens), the teacher's action
+    probe in its metrics, resume after a kill, and the env of the data carried into every model folder."""
+    data, game = tmp_path / "data", {"speed": 8, "dead_zone": 0.49, "screens": 16}   # moves scroll a token
+    collect("StreamVideoGame-v0", steps=240, out=data, size=32, seed=0, episode_steps=60, env_kwargs=game,
+            progress=False)
+    codec = tmp_path / "codec"
+    train("codec", codec, "--kind", "pca", "--data", data, "--latent-channels", 16)
+    teacher = ["--data", data, "--codec", codec, "--steps", 3, "--batch-size", 2, "--chunk-frames", 1,
+               "--clip-chunks", 3, "--episode-chunks", 6, "--anchor-radius", 1, "--action-tokens", "--probe-every", 2,
+               "--probe-windows", 4, "--save-every", 1, *TINY_DIT]
+    interrupted_equals_uninterrupted(tmp_path / "teacher", "teacher", "model/model.safetensors", *teacher)
+    probed = [m for m in read_metrics(tmp_path / "teacher" / "a") if "gap@0.6" in m]
+    assert [m["step"] for m in probed] == [1, 2]
+    assert {"x0_err_moved", "copy_err_moved", "direction", "direction_chance"} <= set(probed[-1])
+    t_model = tmp_path / "teacher" / "a" / "model"
+    meta = json.loads((t_model / "streamvideo.json").read_text())
+    assert meta["model"]["anchor_radius"] == 1 and meta["model"]["action_tokens"]
+    assert meta["env"] == {"id": "StreamVideoGame-v0", "kwargs": game}
+    train("ode-pairs", tmp_path / "pairs", "--data", data, "--codec", codec, "--teacher", t_model, "--clip-chunks", 3,
+          "--pairs", 4, "--batch-size", 2, "--sample-steps", 3, "--threads", 1)
+    pairs = tmp_path / "pairs" / "pairs.pt"
+    train("student", tmp_path / "student", "--teacher", t_model, "--pairs", pairs, "--steps", 2, "--batch-size", 2,
+          "--threads", 1)
+    s_model = tmp_path / "student" / "model"
+    interrupted_equals_uninterrupted(
+        tmp_path / "distill", "distill", "model/model.safetensors", "--student", s_model, "--teacher", t_model,
+        "--pairs", pairs, "--steps", 2, "--batch-size", 2, "--critic-steps", 1, "--save-every", 1, "--threads", 1)
+    for folder in (s_model, tmp_path / "distill" / "a" / "model"):
+        assert json.loads((folder / "streamvideo.json").read_text())["env"]["id"] == "StreamVideoGame-v0"
+
+
+def test_sequential_ode_sampler_anchors_on_its_own_samples_not_on_the_data():
+    """With anchors the teacher samples chunk after chunk, each anchored on the sampled last frame before it:
+    the data's frames outside the context are never read, the context is."""
+    from streamvideo.train.objectives import ClipCond, ode_sample
+    torch.manual_seed(0)
+    cfg = ModelConfig(patch_size=(1, 1, 1), num_heads=2, head_dim=8, ffn_dim=16, num_layers=1, in_channels=4,
+                      out_channels=4, text_dim=64, chunk_frames=1, action=GAME_ACTIONS, anchor_radius=1)
+    model = CausalDiT(cfg).eval()
+    x0_ctx = torch.randn(2, 4, 3, 4, 4)
+    ctx = torch.tensor([[True, False, False]] * 2)
+    cond = ClipCond(torch.randn(2, 3, 64), torch.ones(2, 3, dtype=torch.bool), torch.eye(6)[[1, 2, 3]].expand(2, -1, -1))
+
+    def sample(x):
+        torch.manual_seed(1)
+        return ode_sample(model, x, ctx, cond, steps=4, record=(0.5,))
+    out, states = sample(x0_ctx)
+    assert torch.equal(out[:, :, 0], x0_ctx[:, :, 0]) and states[0.5].shape == out.shape
+    other_data = x0_ctx.clone()
+    other_data[:, :, 1:] = 100.0
+    assert torch.equal(sample(other_data)[0], out)
+    other_context = x0_ctx.clone()
+    other_context[:, :, 0] += 1.0
+    assert (sample(other_context)[0][:, :, 1:] - out[:, :, 1:]).abs().max() > 1e-3

@@ -218,6 +218,7 @@ class Run:
         stop_after: leave after this many steps of this invocation (simulates a kill; re-run to resume).
         """
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True, disable=not is_main())
+        self.bar = bar
         done = 0
         while self.step < self.total_steps and (stop_after is None or done < stop_after):
             yield self.step
@@ -227,6 +228,12 @@ class Run:
             if self.step % self.save_every == 0 or self.step == self.total_steps:
                 self.save()
         bar.close()
+
+    def show(self, text: str) -> None:
+        """Text after the progress bar (the action probe's headline numbers, say)."""
+        bar = getattr(self, "bar", None)
+        if bar is not None:
+            bar.set_postfix_str(text, refresh=False)
 
     @property
     def finished(self) -> bool:

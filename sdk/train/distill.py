@@ -20,6 +20,7 @@ Writes `OUT/model/` (a model folder with the schedule, and `kv_noise` for the cl
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 from .. import flow
 from ..model import CausalDiT
-from ..presets import from_folder, save_model_folder, trained_start_frames
+from ..presets import from_folder, save_model_folder, trained_env, trained_start_frames
 from ..rollout import Conditioning, predict_x0, write_pass
 from ..schedules import StepSchedule
 from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
@@ -37,6 +38,7 @@ from .distributed import distribute, draw, gathered, is_main, shard
 from .objectives import (
     ClipCond,
     FlowFeatures,
+    chunk_anchors,
     dmd_scores,
     dmd_target,
     ema_copy,
@@ -120,6 +122,8 @@ def self_rollout(student: CausalDiT, x_ctx, has_ctx, cond: ClipCond, schedule: S
                 x = flow.add_noise(x0.detach(), noise(x0.shape[1:]), sigmas[i + 1])
         if k == 0:
             out = torch.where(keep, real, out)
+            if student.config.anchor_radius >= 0:     # the next chunk anchors on the known context, as inference
+                cache.set_anchor(torch.where(keep[:, :, 0], real[:, :, -1], cache.anchor_for(real)[:, :, 0]))
         if kv_level is not None:      # ablation: the clean output (or the real context) re-noised to t_c
             clean = torch.where(keep, real, x0.detach()) if k == 0 else x0.detach()
             with torch.no_grad():
@@ -141,6 +145,7 @@ def generator_losses(student, teacher, critic, flow_net, flow_target, pairs, idx
     has_ctx, x_real, cond, ctx = shard(has_ctx, x_real, cond, ctx)   # idx is the global batch: this rank's rows
     x = self_rollout(student, x_real, has_ctx, cond, schedule, args.kv_level(), args)
     weight = frame_mask(ctx, x)
+    cond = dataclasses.replace(cond, anchor=chunk_anchors(x.detach(), cf))     # the scores see the clip's own frames
     real_x0, fake_x0 = dmd_scores(teacher, critic, x, ctx, cond)
     target = dmd_target(x, real_x0, fake_x0, weight)
     losses = {"dmd": 0.5 * masked_mse(x, target, weight)}
@@ -180,6 +185,7 @@ def run(namespace) -> int:
     run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
               modules={"student": student, "critic": critic, "flow": flow_net, "flow_target": flow_target},
               optimizers={"opt": opt, "critic_opt": critic_opt}, desc="distill")
+    cf = student.config.chunk_frames
     for step in run.steps(args.stop_after):
         scale = linear_warmup(step, args.warmup)
         set_lr(opt, args.lr * scale)
@@ -197,7 +203,8 @@ def run(namespace) -> int:
                 with torch.no_grad():
                     sample = self_rollout(student, shard(pairs["x0"][idx]), losses["has_ctx"], losses["cond"], schedule,
                                           kv_level, args)
-            critic_loss = flow_matching_loss(critic, sample, losses["ctx"], losses["cond"], causal=True)
+            critic_cond = dataclasses.replace(losses["cond"], anchor=chunk_anchors(sample, cf))
+            critic_loss = flow_matching_loss(critic, sample, losses["ctx"], critic_cond, causal=True)
             critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
@@ -210,7 +217,7 @@ def run(namespace) -> int:
     if run.finished and is_main():
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
                                    schedule=args.schedule, prompts=pairs["prompts"],
-                                   extra={"role": "student", "kv_noise": kv_level},
+                                   extra={"role": "student", "kv_noise": kv_level, "env": trained_env(args.student)},
                                    start_frames=trained_start_frames(args.student, pairs["prompts"]))
         print(f"distilled student -> {folder}")
     return 0

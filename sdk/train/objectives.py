@@ -18,11 +18,20 @@ from ..model import CausalDiT
 from .distributed import draw, global_mean, randn_like
 
 
+def chunk_anchors(x0: torch.Tensor, chunk_frames: int, first: torch.Tensor | None = None) -> torch.Tensor:
+    """The clean frame before each chunk of contiguous clean latents x0 [B, C, F, h, w] -> [B, C, K, h, w]: the
+    last frame of the chunk before, and `first` ([B, C, h, w], default zeros: a stream's start) for chunk 0."""
+    before = x0[:, :, chunk_frames - 1:-1:chunk_frames]
+    first = torch.zeros_like(x0[:, :, 0]) if first is None else first
+    return torch.cat([first[:, :, None], before], dim=2)
+
+
 @dataclass
 class ClipCond:
     text: torch.Tensor          # [B, L, text_dim]
     text_mask: torch.Tensor     # [B, L] bool
     action: torch.Tensor        # [B, F, A] per latent frame
+    anchor: torch.Tensor | None = None   # [B, C, K, h, w] clean frame before each chunk (anchor_radius >= 0)
 
 
 def frame_mask(ctx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -39,7 +48,8 @@ def masked_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.
 
 def velocity(model: CausalDiT, xt: torch.Tensor, sigma: torch.Tensor, cond: ClipCond, causal: bool = False):
     """xt [B, C, F, h, w], sigma [B, F] -> velocity [B, C, F, h, w]."""
-    return model(xt, flow.network_timestep(sigma), cond.text, cond.text_mask, cond.action, causal=causal)
+    return model(xt, flow.network_timestep(sigma), cond.text, cond.text_mask, cond.action, causal=causal,
+                 anchor=cond.anchor)
 
 
 def predict_x0(model: CausalDiT, xt, sigma, cond: ClipCond, causal: bool = False) -> torch.Tensor:
@@ -72,20 +82,44 @@ def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record
     """The causal teacher's many-step Euler sampler over whole clips, context frames held clean.
 
     Block-causal: all chunks descend the grid together, each seeing the earlier ones at its own level,
-    a case the teacher trains on with `sync_prob`.
+    a case the teacher trains on with `sync_prob`. A model that reads the clean frame before each chunk
+    (anchor_radius >= 0) samples chunk after chunk instead, each seeing the finished ones clean (context,
+    as the teacher trains on) and anchored on the last of them; `cond.anchor` is then ignored.
     x0_ctx [B, C, F, h, w] (only its context frames are read); ctx [B, F] bool; record: noise levels sigma
     at which to keep the state (they are added to the grid of `steps` shift-warped levels).
     returns (x0 [B, C, F, h, w], {sigma: x_sigma} for the recorded levels).
     """
     uniform = {round(float(flow.shift_sigma(1 - i / steps)), 7) for i in range(steps + 1)}
     grid = sorted(uniform | {float(s) for s in record}, reverse=True)
+    noise = randn_like(x0_ctx)
     weight = frame_mask(ctx, x0_ctx)
-    x = randn_like(x0_ctx) * weight + x0_ctx * (1 - weight)
+    x = noise * weight + x0_ctx * (1 - weight)
+    if model.config.anchor_radius < 0:
+        return euler(model, x, ctx, cond, grid, record, weight)
+    cf, frames = model.config.chunk_frames, x.shape[2]
+    states = {s: x.clone() for s in record}
+    for end in range(cf, frames + 1, cf):        # chunk by chunk: frames [end - cf, end) move, earlier are done
+        if ctx[:, end - cf:end].all():
+            continue
+        moving = torch.zeros_like(ctx)
+        moving[:, end - cf:end] = True
+        prefix = x[:, :, :end]
+        done = (ctx | ~moving)[:, :end]
+        part = ClipCond(cond.text, cond.text_mask, cond.action[:, :end], chunk_anchors(prefix, cf))
+        prefix, chunk_states = euler(model, prefix, done, part, grid, record, frame_mask(done, prefix))
+        x = torch.cat([prefix, x[:, :, end:]], dim=2)
+        for s in record:
+            states[s][:, :, end - cf:end] = chunk_states[s][:, :, end - cf:end]
+    return x, states
+
+
+def euler(model: CausalDiT, x, done, cond: ClipCond, grid, record, weight):
+    """Euler steps along the sigma grid for the frames not `done` (held at sigma 0) -> (x, {sigma: state})."""
     states = {}
     for s_now, s_next in zip(grid[:-1], grid[1:]):
         if s_now in record:
             states[s_now] = x.clone()
-        v = velocity(model, x, torch.where(ctx, 0.0, s_now), cond, causal=True)
+        v = velocity(model, x, torch.where(done, 0.0, s_now), cond, causal=True)
         x = x + (s_next - s_now) * v * weight
     return x, states
 

@@ -16,12 +16,12 @@ import torch
 
 from .. import flow
 from ..actions import ActionSpec
-from ..presets import GAME_ACTIONS, from_folder, save_model_folder, trained_start_frames
+from ..presets import GAME_ACTIONS, from_folder, save_model_folder, trained_env, trained_start_frames
 from ..schedules import DIAGONAL_SIGMAS
 from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, check_same_actions, text_encoder
 from .distributed import distribute, gathered, is_main, shard
-from .objectives import ClipCond, frame_mask, masked_mse, predict_x0
+from .objectives import ClipCond, chunk_anchors, frame_mask, masked_mse, predict_x0
 
 CACHE_SIGMA = DIAGONAL_SIGMAS[2][-1]    # 0.3571: the level of diagonal mode's cache entries (warped t = 100)
 
@@ -59,7 +59,8 @@ def load_pairs(path, action_spec: ActionSpec, model: str) -> dict:
 def pair_batch(pairs: dict, idx: torch.Tensor, text, ctx_sigma: float):
     """A batch of ODE pairs as block-causal student inputs.
 
-    returns (xt [B, C, F, h, w], sigma [B, F], x0 target, ctx [B, F] bool, ClipCond).
+    returns (xt [B, C, F, h, w], sigma [B, F], x0 target, ctx [B, F] bool, ClipCond with the teacher's clean
+    frame before each chunk as its anchor).
     """
     x0, xt_all, has_ctx = pairs["x0"][idx], pairs["xt"][idx], pairs["has_ctx"][idx]   # xt_all [B, S, C, F, h, w]
     batch, n_t, _, frames = xt_all.shape[:4]
@@ -73,7 +74,7 @@ def pair_batch(pairs: dict, idx: torch.Tensor, text, ctx_sigma: float):
     xt = torch.where(ctx[:, None, :, None, None], ctx_xt, xt)
     sigma = torch.where(ctx, ctx_sigma, sigma)
     tokens, mask = text.encode([pairs["prompts"][i] for i in pairs["prompt_id"][idx].tolist()])
-    return xt, sigma, x0, ctx, ClipCond(tokens, mask, pairs["action"][idx])
+    return xt, sigma, x0, ctx, ClipCond(tokens, mask, pairs["action"][idx], chunk_anchors(x0, cf))
 
 
 def regression_loss(student, pairs: dict, idx, text, ctx_sigma: float) -> tuple[torch.Tensor, ...]:
@@ -110,7 +111,8 @@ def run(namespace) -> int:
         student = gathered(student)              # every rank joins in; rank 0 gets the whole weights and writes
     if run.finished and is_main():
         folder = save_model_folder(Path(args.out) / "model", student, codec, TEXT_SPEC, latent_hw, fps, prompt,
-                                   schedule=args.schedule, prompts=pairs["prompts"], extra={"role": "student"},
+                                   schedule=args.schedule, prompts=pairs["prompts"],
+                                   extra={"role": "student", "env": trained_env(args.teacher)},
                                    start_frames=trained_start_frames(args.teacher, pairs["prompts"]))
         print(f"student -> {folder}")
     return 0

@@ -26,13 +26,14 @@ import torch
 
 from .. import flow
 from ..actions import ActionSpec
-from ..collect import dataset_fps, first_frames
+from ..collect import dataset_env, dataset_fps, first_frames
 from ..model import CausalDiT, ModelConfig
 from ..presets import save_model_folder
 from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, cached_latent_clips, dataset_actions, load_codec, text_encoder
-from .distributed import distribute, gathered, is_main, shard
+from .distributed import distribute, gathered, is_main, shard, unwrapped
 from .objectives import ClipCond, ema_copy, ema_update, frame_mask, masked_mse, random_sigma, velocity
+from .probe import ProbeWindows, action_probe, short
 
 
 @dataclass
@@ -56,6 +57,11 @@ class Args(DiTRunArgs):
     lr: float = arg(6e-4, "AdamW learning rate")
     warmup: int = arg(100, "linear warm-up steps")
     ema: float = arg(0.998, "decay of the weight EMA that is saved as the teacher")
+    anchor_radius: int = arg(-1, "-1: off; r >= 0: every frame reads the clean frame before its chunk through a "
+                                 "(2r+1)^2 window of offsets its actions weight (ModelConfig.anchor_radius)")
+    action_tokens: bool = arg(False, "also add an action embedding to every token of its frame")
+    probe_every: int = arg(200, "run the action probe (sdk/train/probe.py) every N steps and at the end; 0: never")
+    probe_windows: int = arg(64, "clips held out of training for the probe (the dataset's last ones)")
     sample_steps: int = arg(32, "uniform Euler steps per chunk the teacher samples with (stored in the model folder)")
     fps: float | None = arg(None, "frames per second the model plays at (default: the dataset's, from its meta.json)")
     save_every: int = arg(100, "checkpoint every N steps")
@@ -69,7 +75,8 @@ def add_arguments(parser) -> None:
 def model_config(args: Args, latent_channels: int, action: ActionSpec) -> ModelConfig:
     return ModelConfig(patch_size=(1, 1, 1), num_heads=args.heads, head_dim=args.head_dim, ffn_dim=args.ffn_dim,
                        num_layers=args.layers, in_channels=latent_channels, out_channels=latent_channels,
-                       text_dim=TEXT_SPEC["dim"], freq_dim=128, chunk_frames=args.chunk_frames, action=action)
+                       text_dim=TEXT_SPEC["dim"], freq_dim=128, chunk_frames=args.chunk_frames, action=action,
+                       anchor_radius=args.anchor_radius, action_tokens=args.action_tokens)
 
 
 def window_chunks(batch: int, args: Args) -> torch.Tensor:
@@ -96,15 +103,29 @@ def chunk_sigmas(batch: int, args: Args) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(target, sigma, ctx_sigma), target
 
 
-def window_batch(clips, idx: torch.Tensor, args: Args):
-    """Latents [B, C, F, h, w], actions [B, F, A] and prompts of the windows cut from clips idx."""
+def window_batch(clips, idx: torch.Tensor, args: Args, chunks: torch.Tensor | None = None):
+    """Latents [B, C, F, h, w], actions [B, F, A], prompts, and the clean frame before each chunk [B, C, K, h, w]
+    (zeros before the sink, as before a stream's first chunk) of the windows cut from clips idx."""
     cf = args.chunk_frames
-    frames = (window_chunks(len(idx), args)[:, :, None] * cf + torch.arange(cf)).flatten(1)     # [B, F]
+    chunks = window_chunks(len(idx), args) if chunks is None else chunks                       # [B, K]
+    frames = (chunks[:, :, None] * cf + torch.arange(cf)).flatten(1)                            # [B, F]
     x0 = clips.latents[idx[:, None], :, frames].float().permute(0, 2, 1, 3, 4)                  # [B, C, F, h, w]
     action = clips.actions[idx[:, None], frames]                                                # [B, F, A]
     prompts = [clips.prompts[i] if torch.rand(()) >= args.text_drop else ""
                for i in clips.prompt_ids[idx].tolist()]
-    return x0, action, prompts
+    before = clips.latents[idx[:, None], :, (chunks * cf - 1).clamp(min=0)].float().permute(0, 2, 1, 3, 4)
+    anchor = before * (chunks > 0)[:, None, :, None, None]
+    return x0, action, prompts, anchor
+
+
+def held_out_windows(clips, n: int, args: Args, text) -> ProbeWindows:
+    """The probe's windows: one from each of the last n clips, the same ones every time."""
+    held = torch.arange(len(clips) - n, len(clips))
+    with torch.random.fork_rng():
+        torch.manual_seed(args.seed + 1)
+        x0, action, _, anchor = window_batch(clips, held, args)
+    tokens, mask = text.encode([clips.prompts[i] for i in clips.prompt_ids[held].tolist()])
+    return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames)
 
 
 def diffusion_forcing_loss(model: CausalDiT, x0, cond: ClipCond, args: Args) -> torch.Tensor:
@@ -152,6 +173,11 @@ def run(namespace) -> int:
     # one chunk of real frames per prompt for the model folder, read now so a bad dataset fails before training
     start_frames = first_frames(args.data, clips.prompts, args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
+    # held out: at most a quarter of the clips (a tiny dataset keeps most for training); FSDP shards the EMA
+    # over the ranks, so a run like that is probed from its model folder instead
+    held = min(args.probe_windows, len(clips) // 4) if args.probe_every and not args.fsdp else 0
+    probe = held_out_windows(clips, held, args, text) if held else None
+    train_clips = len(clips) - held
     model = CausalDiT(model_config(args, codec.latent_channels, action_spec))
     ema = distribute(ema_copy(model), args.fsdp)
     model = distribute(model, args.fsdp)         # DDP under torchrun, or FSDP2 shards (--fsdp)
@@ -159,24 +185,29 @@ def run(namespace) -> int:
     run = Run(args.out, args, seed=args.seed, total_steps=args.steps, save_every=args.save_every,
               modules={"model": model, "ema": ema}, optimizers={"opt": opt}, desc="teacher")
     for step in run.steps(args.stop_after):
-        idx = torch.randint(len(clips), (args.batch_size,))          # the global batch, drawn alike on every rank
-        x0, action, prompts = window_batch(clips, idx, args)
+        idx = torch.randint(train_clips, (args.batch_size,))         # the global batch, drawn alike on every rank
+        x0, action, prompts, anchor = window_batch(clips, idx, args)
         tokens, mask = text.encode(prompts)
-        loss = diffusion_forcing_loss(model, x0, ClipCond(tokens, mask, action), args)
+        loss = diffusion_forcing_loss(model, x0, ClipCond(tokens, mask, action, anchor), args)
         set_lr(opt, args.lr * linear_warmup(step, args.warmup))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema_update(ema, model, min(args.ema, (1 + step) / (10 + step)))
-        if step % args.log_every == 0:
-            run.log(loss=loss.item(), grad_norm=grad_norm.item())
+        probed = {}
+        if probe is not None and ((step + 1) % args.probe_every == 0 or step + 1 == args.steps):
+            probed = action_probe(unwrapped(ema), probe, action_spec)   # on every rank: the log averages over them
+            run.show(short(probed))
+        if step % args.log_every == 0 or probed:
+            run.log(loss=loss.item(), grad_norm=grad_norm.item(), **probed)
     if run.finished:
         ema = gathered(ema)                      # every rank joins in; rank 0 gets the whole weights and writes
     if run.finished and is_main():
         folder = save_model_folder(Path(args.out) / "model", ema, codec, TEXT_SPEC, clips.latents.shape[-2:],
                                    args.fps or dataset_fps(args.data), clips.prompts[0], schedule=[args.sample_steps],
                                    prompts=clips.prompts,
-                                   start_frames=start_frames, extra={"role": "teacher"})
+                                   start_frames=start_frames,
+                                   extra={"role": "teacher", "env": dataset_env(args.data)})
         print(f"teacher -> {folder}")
     return 0
