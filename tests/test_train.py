@@ -193,7 +193,8 @@ def test_sequential_ode_sampler_anchors_on_its_own_samples_not_on_the_data():
     model = CausalDiT(cfg).eval()
     x0_ctx = torch.randn(2, 4, 3, 4, 4)
     ctx = torch.tensor([[True, False, False]] * 2)
-    cond = ClipCond(torch.randn(2, 3, 64), torch.ones(2, 3, dtype=torch.bool), torch.eye(6)[[1, 2, 3]].expand(2, -1, -1))
+    keys = torch.eye(6)[[1, 2, 3]].expand(2, -1, -1)
+    cond = ClipCond(torch.randn(2, 3, 64), torch.ones(2, 3, dtype=torch.bool), keys)
 
     def sample(x):
         torch.manual_seed(1)
