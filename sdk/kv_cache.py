@@ -73,13 +73,13 @@ class KVCache:
         if index is None:
             self.next_chunk.zero_()
             self.slot_chunk.fill_(-1)
-            if self.anchor is not None:
-                self.anchor.zero_()
+            self.anchor = None           # zeros again on first use (a new tensor: the old may be an inference tensor)
         else:
             index = torch.as_tensor(index, dtype=torch.long, device=self.next_chunk.device)
             self.next_chunk[index] = 0
             self.slot_chunk[index] = -1
             if self.anchor is not None:
+                self.anchor = self.anchor.clone()
                 self.anchor[index] = 0
 
     def seek(self, chunk_index: torch.Tensor) -> None:

@@ -142,15 +142,22 @@ def test_context_frames_condition_the_stream():
         gen.reset(context_frames=ctx[..., 0])
 
 
-def test_batched_streams_have_their_own_seed_prompt_and_reset():
-    gen = streamvideo.load("tiny-random", batch_size=2)
+@pytest.mark.parametrize("preset", ["tiny-random", "tiny-random-steered"])
+def test_batched_streams_have_their_own_seed_prompt_and_reset(preset):
+    gen = streamvideo.load(preset, batch_size=2)
     gen.reset(prompt=["grass", "snow"], seed=[1, 2])
     a = gen.step([1, 2])
     assert a.frames.shape == (2, 3, 64, 64, 3) and a.index == [0, 0]
     gen.reset(index=[1], seed=5)
     b = gen.step([0, 0])
     assert b.index == [1, 0] and gen.prompt == ["grass", gen.default_prompt]
-    single = streamvideo.load("tiny-random")
+    fresh = streamvideo.load(preset)
+    fresh.reset(seed=5)
+    # a stream reset in a batch starts over: no cache, and no anchor, of its earlier episode
+    assert np.abs(fresh.step(0).frames.astype(int) - b.frames[1].astype(int)).max() <= 1
+    gen.reset(seed=[1, 2], prompt=["grass", "snow"])
+    assert np.abs(gen.step([1, 2]).frames.astype(int) - a.frames.astype(int)).max() <= 1
+    single = streamvideo.load(preset)
     single.reset(seed=1, prompt="grass")
     # stream 0 of the batch is the same stream as a single generator with its seed and prompt
     assert np.abs(single.step(1).frames.astype(int) - a.frames[0].astype(int)).max() <= 1
