@@ -37,10 +37,12 @@ CRITTER_STEPS = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)], np.int64)
 @dataclass(frozen=True)
 class GameConfig:
     size: int = 64                  # rendered frame side in pixels (a multiple of 8, at least 32)
-    screens: int = 4                # the world is screens x screens frames large
-    speed: int | None = None        # avatar pixels per frame; None: size // 32 (2 px at 64x64)
+    screens: int = 8                # the world is screens x screens frames large
+    speed: int | None = None        # avatar pixels per frame; None: one tile, size // 8 (8 px at 64x64)
     critters: int = 12              # wandering animals in the whole world
-    dead_zone: float = 0.25         # camera scrolls when the avatar is this fraction of a screen from an edge
+    dead_zone: float = 0.49         # camera scrolls when the avatar is this fraction of a screen from an edge:
+                                    # 0.49 follows the avatar, so every unblocked move scrolls the view one tile
+                                    # (one latent token of an 8x8-patch codec: docs/training.md says why)
     turn_probability: float = 0.06  # chance per frame that a critter picks a new direction (or stops)
     themes: tuple[int, ...] | None = None  # theme indices reset() draws from; None: all N_THEMES
 
@@ -65,7 +67,7 @@ class GameConfig:
 
     @property
     def avatar_speed(self) -> int:
-        return self.speed if self.speed is not None else max(1, self.size // 32)
+        return self.speed if self.speed is not None else self.tile
 
     @property
     def world_size(self) -> int:
@@ -187,7 +189,7 @@ class StreamVideoGameEnv(gym.Env):
 
     def _follow_avatar(self) -> None:
         """Dead-zone camera: the avatar walks freely in the middle of the screen and pushes the view
-        along when it comes within `dead_zone` of an edge, so both avatar motion and scrolling show."""
+        along when it comes within `dead_zone` of an edge (0.49, the default: the view follows it)."""
         size = self.config.size
         margin = int(size * self.config.dead_zone)
         on_screen = self.avatar_xy - self.camera_xy

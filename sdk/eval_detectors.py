@@ -129,9 +129,9 @@ class ActionDetector:
     the game's four avatar sprites) plus the camera shift (best whole-frame translation along one axis).
     A plant shows as a flower next to the avatar in b where a had none."""
 
-    def __init__(self, sprites: Sprites, expected_shift: int):
+    def __init__(self, sprites: Sprites, expected_shift: int, step_shift: int | None = None):
         self.sprites = sprites
-        self.max_shift = expected_shift + 2
+        self.max_shift = (step_shift or expected_shift) + 2   # the most the view moves between two frames read
         self.threshold = expected_shift / 3   # a walk moves the avatar `expected_shift` pixels
 
     def avatar_xy(self, frame: np.ndarray) -> np.ndarray:
@@ -170,11 +170,18 @@ class ActionDetector:
         return bool(np.any((costs_b[near] < FLOWER_COST) & (costs_a[near] >= FLOWER_COST)))
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> int:
-        avatar_b = self.avatar_xy(b)
-        move = avatar_b - self.avatar_xy(a) + self.camera_shift(a, b)
+        return self.read([a, b])
+
+    def read(self, frames: list[np.ndarray]) -> int:
+        """The held action over frames a walk moves at most `step_shift` pixels between neighbours: the moves
+        between neighbours summed (a fast walk scrolls past half a frame in a segment), a plant judged from
+        the first and the last frame."""
+        avatars = [self.avatar_xy(f) for f in frames]
+        move = sum(b - a + self.camera_shift(fa, fb)
+                   for a, b, fa, fb in zip(avatars, avatars[1:], frames, frames[1:]))
         if np.abs(move).max() >= self.threshold:
             return direction(move)
-        return PLANT if self.new_flower(a, b, avatar_b) else NOOP
+        return PLANT if self.new_flower(frames[0], frames[-1], avatars[-1]) else NOOP
 
 
 # --------------------------------------------------------------------------- theme

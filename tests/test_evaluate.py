@@ -31,8 +31,8 @@ def parse(*flags: str) -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def setting():
     """The real side of a small eval: 18 held-action segments, 3 memory trials, 2 switch trials."""
-    args = parse("--model", "tiny-random", "--episodes", "3", "--segments", "6", "--memory-trials", "3",
-                 "--switch-trials", "2", "--references", "2", "--drift-seconds", "0")
+    args = parse("--model", "tiny-random", "--env", "StreamVideoGame-v0", "--episodes", "3", "--segments", "6",
+                 "--memory-trials", "3", "--switch-trials", "2", "--references", "2", "--drift-seconds", "0")
     check_args(args)
     return build_setting(args, 64, 3, 15.0, [0, 1])
 
@@ -62,10 +62,20 @@ def test_action_detector_reads_real_frames_and_only_them(setting):
 
 def test_action_detector_follows_scrolling():
     """Walking right until the dead zone pins the avatar: the camera scrolls, and it still reads RIGHT."""
-    game = make_game("StreamVideoGame-v0", 64, [0])
+    game = make_game("StreamVideoGame-v0", 64, [0], {"dead_zone": 0.25, "speed": 2, "screens": 4})   # the old game
     real = play(game, 1001, 0, 3, [4] * 12)
     assert real.screen[-12][0] == real.screen[-1][0] and real.camera[-1][0] > real.camera[-12][0]
     assert ActionDetector(real.sprites, 12 * game.speed)(real.frames[-13], real.frames[-1]) == 4
+
+
+@pytest.mark.parametrize("action", [1, 2, 3, 4])
+def test_action_detector_reads_a_walk_that_scrolls_past_half_a_frame(action):
+    """The default follow camera scrolls 8 px a frame: 12 frames move the view 96 px, more than the frame; read
+    4 frames (32 px) apart and summed, the walk still reads as its key."""
+    game = make_game("StreamVideoGame-v0", 64, [0], {"screens": 16})   # a world wide enough for any of the walks
+    real = play(game, 1001, 0, 3, [action] * 5)     # the first move may bring the avatar to the margin: skipped
+    assert np.abs(real.camera[-1] - real.camera[-13]).max() == 96
+    assert ActionDetector(real.sprites, 96, 32).read(list(real.frames[-13::4])) == action
 
 
 def test_avatar_presence_on_real_frames_and_without_the_avatar(setting):

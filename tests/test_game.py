@@ -78,13 +78,15 @@ def test_same_seed_and_actions_replay_the_same_frames_and_state(env):
 
 
 @pytest.mark.parametrize("action, direction", [(UP, (0, -1)), (DOWN, (0, 1)), (LEFT, (-1, 0)), (RIGHT, (1, 0))])
-def test_each_move_displaces_the_avatar_by_speed_pixels_in_state_and_on_screen(env, action, direction):
+def test_each_move_displaces_the_avatar_by_speed_pixels_in_state_and_on_screen(action, direction):
+    register_game()
+    env = gym.make(GAME_ID, dead_zone=0.25)     # the avatar walks on screen inside the dead zone
     interior_reset(env)
     env.step(action)  # face the direction first: the eye sits on the facing side
     before = np.array(env.step(0)[4]["avatar_xy"]), avatar_centroid(env.render())
     frame, _, _, _, info = env.step(action)
     expected = env.unwrapped.speed * np.array(direction)
-    assert env.unwrapped.speed == 2
+    assert env.unwrapped.speed == 8   # one tile: an 8x8-patch codec's token
     np.testing.assert_array_equal(np.array(info["avatar_xy"]) - before[0], expected)
     np.testing.assert_allclose(avatar_centroid(frame) - before[1], expected)
 
@@ -95,7 +97,17 @@ def test_noop_keeps_the_avatar_still(env):
     assert after["avatar_xy"] == info["avatar_xy"] and after["camera_xy"] == info["camera_xy"]
 
 
-def test_camera_scrolls_once_the_avatar_reaches_the_dead_zone(env):
+def test_the_default_camera_follows_the_avatar_one_tile_per_move(env):
+    interior_reset(env)
+    info = env.step(RIGHT)[4]                   # the first move brings the avatar to the camera's margin
+    for _ in range(5):
+        before, info = info, env.step(RIGHT)[4]
+        assert info["camera_xy"][0] - before["camera_xy"][0] == 8 and 31 <= info["avatar_screen_xy"][0] <= 33
+
+
+def test_camera_scrolls_once_the_avatar_reaches_the_dead_zone():
+    register_game()
+    env = gym.make(GAME_ID, dead_zone=0.25, speed=2)
     _, info = interior_reset(env)
     start_camera = info["camera_xy"]
     for _ in range(30):
@@ -127,10 +139,10 @@ def test_planted_flower_stays_in_the_world_after_scrolling_away(env):
     assert count_petals(env.render()) == 0
     frame, _, _, _, info = env.step(PLANT)
     assert info["flowers"] == 1 and count_petals(frame) > 0
-    for _ in range(60):
+    for _ in range(10):                         # 80 px: more than a screen
         frame, *_ = env.step(LEFT)
     assert count_petals(frame) == 0, "the flower scrolled off screen"
-    for _ in range(60):
+    for _ in range(10):
         frame, *_ = env.step(RIGHT)
     assert count_petals(frame) > 0, "walking back shows the flower where it was planted"
 
