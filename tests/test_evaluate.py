@@ -73,8 +73,9 @@ def test_action_detector_reads_a_walk_that_scrolls_past_half_a_frame(action):
     """The default follow camera scrolls 8 px a frame: 12 frames move the view 96 px, more than the frame; read
     4 frames (32 px) apart and summed, the walk still reads as its key."""
     game = make_game("StreamVideoGame-v0", 64, [0])
-    world = game.config.world_size       # a seed whose avatar starts far from the world's edges
-    seed = next(s for s in range(1001, 1100) if np.all(np.abs(game.reset(seed=s)[1]["avatar_xy"] - world / 2) < 100))
+    def central(seed):                    # the avatar starts far from the world's edges
+        return np.all(np.abs(np.array(game.reset(seed=seed)[1]["avatar_xy"]) - game.config.world_size / 2) < 100)
+    seed = next(s for s in range(1001, 1100) if central(s))
     real = play(game, seed, 0, 3, [action] * 5)     # the first move may bring the avatar to the margin: skipped
     assert np.abs(real.camera[-1] - real.camera[-13]).max() == 96
     assert ActionDetector(real.sprites, 96, 32).read(list(real.frames[-13::4])) == action
