@@ -177,7 +177,7 @@ def test_start_frames_of_another_size_name_the_file(folder):
 
 def test_unknown_model_lists_the_presets():
     assert load_error("no/such/model") == ("no model 'no/such/model': expected a preset (default, tiny-random, "
-                                           "wan2.1-1.3b) or a folder containing streamvideo.json")
+                                           "tiny-random-steered, wan2.1-1.3b) or a folder containing streamvideo.json")
 
 
 def test_cuda_without_cuda_suggests_the_cpu(monkeypatch):
@@ -247,8 +247,8 @@ def cli_error(capsys, *argv) -> str:
      "streamvideo play: argument --schedule: a step allocation is a string of digits like '4322222', got 'abc' "
      "(see streamvideo play --help)"),
     (["play", "--headless", "--model", "nope"],
-     "streamvideo play: no model 'nope': expected a preset (default, tiny-random, wan2.1-1.3b) or a folder "
-     "containing streamvideo.json"),
+     "streamvideo play: no model 'nope': expected a preset (default, tiny-random, tiny-random-steered, wan2.1-1.3b) "
+     "or a folder containing streamvideo.json"),
     (["bench", "--schedule", "4x"],
      "streamvideo bench: argument --schedule: a step allocation is a string of digits like '4322222', got '4x' "
      "(see streamvideo bench --help)"),
@@ -320,8 +320,8 @@ def test_a_real_bug_keeps_its_traceback(monkeypatch):
 
 @pytest.mark.parametrize("argv, env, line", [
     (["play", "--headless", "--model", "no/such/model"], {},
-     "streamvideo play: no model 'no/such/model': expected a preset (default, tiny-random, wan2.1-1.3b) or a "
-     "folder containing streamvideo.json"),
+     "streamvideo play: no model 'no/such/model': expected a preset (default, tiny-random, tiny-random-steered, "
+     "wan2.1-1.3b) or a folder containing streamvideo.json"),
     (["bench", "--device", "cuda"], {"CUDA_VISIBLE_DEVICES": ""},   # hides any GPU from torch
      f"streamvideo bench: device 'cuda': CUDA is not available on this machine (torch {torch.__version__}); "
      "use --device cpu"),

@@ -173,10 +173,10 @@ def run(namespace) -> int:
     # one chunk of real frames per prompt for the model folder, read now so a bad dataset fails before training
     start_frames = first_frames(args.data, clips.prompts, args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
-    # held out: at most a quarter of the clips (a tiny dataset keeps most for training); FSDP shards the EMA
-    # over the ranks, so a run like that is probed from its model folder instead
-    held = min(args.probe_windows, len(clips) // 4) if args.probe_every and not args.fsdp else 0
-    probe = held_out_windows(clips, held, args, text) if held else None
+    # held out: at most a quarter of the clips (a tiny dataset keeps most for training), with or without FSDP,
+    # so both train on the same clips; FSDP shards the EMA over the ranks, so such a run is not probed
+    held = min(args.probe_windows, len(clips) // 4) if args.probe_every else 0
+    probe = held_out_windows(clips, held, args, text) if held and not args.fsdp else None
     train_clips = len(clips) - held
     model = CausalDiT(model_config(args, codec.latent_channels, action_spec))
     ema = distribute(ema_copy(model), args.fsdp)
