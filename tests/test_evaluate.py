@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from streamvideo.envs.game_themes import theme
+from streamvideo.eval_agnostic import EvalError
 from streamvideo.eval_detectors import (
     PLANT,
     ActionDetector,
@@ -19,7 +20,16 @@ from streamvideo.eval_detectors import (
     ssim,
 )
 from streamvideo.eval_game import action_plan, make_game, play
-from streamvideo.evaluate import add_arguments, build_setting, check_args, model_themes, out_names, run
+from streamvideo.evaluate import (
+    add_arguments,
+    build_setting,
+    check_args,
+    model_themes,
+    out_names,
+    recorded_env,
+    resolve_model,
+    run,
+)
 
 
 def parse(*flags: str) -> argparse.Namespace:
@@ -169,3 +179,16 @@ def test_recache_is_measured_only_where_the_generator_keeps_the_cache_inputs():
     from streamvideo.evaluate import supports_recache
     assert supports_recache(streamvideo.load("tiny-random", device="cpu"))
     assert not supports_recache(streamvideo.load("tiny-random", device="cpu", kv_noise=0.0))   # clean-KV models
+
+
+def test_eval_plays_the_env_the_model_folders_record():
+    old = {"env": {"id": "StreamVideoGame-v0", "kwargs": {"speed": 2, "dead_zone": 0.25}}}
+    assert recorded_env(parse("--model", "m"), [old, {}]) == ("StreamVideoGame-v0", {"speed": 2, "dead_zone": 0.25})
+    assert recorded_env(parse("--model", "m", "--env-arg", "speed=4"), [old])[1] == {"speed": 4, "dead_zone": 0.25}
+    assert recorded_env(parse("--model", "m"), [{}]) == ("StreamVideoGame-v0", {})   # older folders: the game
+    assert recorded_env(parse("--model", "m", "--env", "CartPole-v1"), [old]) == ("CartPole-v1", {})
+    other = {"env": {"id": "CartPole-v1", "kwargs": {}}}
+    with pytest.raises(EvalError, match="different envs"):
+        recorded_env(parse("--model", "m"), [old, other])
+    # the shipped default model was trained on the game's earlier settings, and says so
+    assert resolve_model("default")[1]["env"]["kwargs"]["speed"] == 2
