@@ -160,7 +160,8 @@ def test_steered_pipeline_runs_end_to_end_resumes_and_records_its_env(tmp_path):
     codec = tmp_path / "codec"
     train("codec", codec, "--kind", "pca", "--data", data, "--latent-channels", 16)
     teacher = ["--data", data, "--codec", codec, "--steps", 3, "--batch-size", 2, "--chunk-frames", 1,
-               "--clip-chunks", 3, "--episode-chunks", 6, "--anchor-radius", 1, "--action-tokens", "--probe-every", 2,
+               "--clip-chunks", 3, "--episode-chunks", 6, "--anchor-radius", 1, "--action-tokens",
+               "--anchor-noise", 0.3, "--probe-every", 2,
                "--probe-windows", 4, "--save-every", 1, *TINY_DIT]
     interrupted_equals_uninterrupted(tmp_path / "teacher", "teacher", "model/model.safetensors", *teacher)
     probed = [m for m in read_metrics(tmp_path / "teacher" / "a") if "gap@0.6" in m]

@@ -60,6 +60,8 @@ class Args(DiTRunArgs):
     anchor_radius: int = arg(-1, "-1: off; r >= 0: every frame reads the clean frame before its chunk through a "
                                  "(2r+1)^2 window of offsets its actions weight (ModelConfig.anchor_radius)")
     action_tokens: bool = arg(False, "also add an action embedding to every token of its frame")
+    anchor_noise: float = arg(0.0, "Gaussian noise of std uniform in [0, this] added to each window's anchors, so "
+                                   "the model learns to take the imperfect frames it will anchor on in a rollout")
     probe_every: int = arg(200, "run the action probe (sdk/train/probe.py) every N steps and at the end; 0: never")
     probe_windows: int = arg(64, "clips held out of training for the probe (the dataset's last ones)")
     sample_steps: int = arg(32, "uniform Euler steps per chunk the teacher samples with (stored in the model folder)")
@@ -187,6 +189,8 @@ def run(namespace) -> int:
     for step in run.steps(args.stop_after):
         idx = torch.randint(train_clips, (args.batch_size,))         # the global batch, drawn alike on every rank
         x0, action, prompts, anchor = window_batch(clips, idx, args)
+        if args.anchor_noise > 0:   # drawn whole, as every rank draws the batch (std per window)
+            anchor = anchor + torch.rand(len(anchor), 1, 1, 1, 1) * args.anchor_noise * torch.randn_like(anchor)
         tokens, mask = text.encode(prompts)
         loss = diffusion_forcing_loss(model, x0, ClipCond(tokens, mask, action, anchor), args)
         set_lr(opt, args.lr * linear_warmup(step, args.warmup))
