@@ -241,11 +241,11 @@ def ground_truth(s: GameSetting) -> dict:
 def action_following(s: GameSetting, frames: list[np.ndarray]) -> dict:
     """The detector's reading of each held-action segment against what the game did."""
     hits, totals = Counter(), Counter()
+    # frames read at most half a frame of walking apart (a divisor of the segment, so its last frame is read),
+    # so a fast walk's scroll is matched, not lost off the frame
+    half = s.game.config.size // 2
+    stride = max([d for d in range(1, s.seg + 1) if s.seg % d == 0 and d * s.game.speed <= half] or [1])
     for real, f in zip(s.episodes, frames):
-        # frames read at most half a frame of walking apart (a divisor of the segment, so its last frame is read),
-        # so a fast walk's scroll is matched, not lost off the frame
-        half = real.frames.shape[1] // 2
-        stride = max([d for d in range(1, s.seg + 1) if s.seg % d == 0 and d * s.game.speed <= half] or [1])
         detector = ActionDetector(real.sprites, s.shift, stride * s.game.speed)
         for i in range((len(f) - 1) // s.seg):
             label = effect(real, i * s.seg, (i + 1) * s.seg, detector.threshold)

@@ -62,7 +62,7 @@ class KVCache:
         self.next_chunk = torch.zeros(batch_size, dtype=torch.long, device=device)
         # [B, slots] chunk index each slot holds, -1 = empty
         self.slot_chunk = torch.full((batch_size, self.slots), -1, dtype=torch.long, device=device)
-        # [B, C, h, w] the clean latent frame before the next chunk, for models that read it (anchor_radius >= 0);
+        # [B, C, h, w] the clean latent frame before the next chunk, for models that read it (config.reads_anchor);
         # allocated on first use, zeros at a stream's start
         self.anchor: torch.Tensor | None = None
 

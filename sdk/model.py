@@ -52,6 +52,11 @@ class ModelConfig:
     action_tokens: bool = False           # also add an action embedding to every token of its frame (a direct path)
 
     @property
+    def reads_anchor(self) -> bool:
+        """Does the model read the clean latent frame before each chunk (the steered anchor)?"""
+        return self.anchor_radius >= 0
+
+    @property
     def dim(self) -> int:
         return self.num_heads * self.head_dim
 
@@ -339,7 +344,7 @@ class CausalDiT(nn.Module):
         self.action_embedder = ActionEmbedder(cfg.action, cfg.dim) if cfg.action.kind != "none" else None
         self.action_token_embedder = ActionEmbedder(cfg.action, cfg.dim) \
             if cfg.action_tokens and cfg.action.kind != "none" else None
-        self.steered_anchor = SteeredAnchor(cfg) if cfg.anchor_radius >= 0 else None
+        self.steered_anchor = SteeredAnchor(cfg) if cfg.reads_anchor else None
         self.blocks = nn.ModuleList([WanBlock(cfg) for _ in range(cfg.num_layers)])
         self.norm_out = nn.LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size))
@@ -383,7 +388,7 @@ class CausalDiT(nn.Module):
         causal: block-causal over chunks of `chunk_frames` (implied by `cache`).
         cache: attend to it (and write the first `write_chunks` input chunks into it, then advance it).
         anchor: [B, C, K, H, W], the clean latent frame before each of the input's K chunks (zeros where there is
-        none); read only by models with `anchor_radius >= 0`, which need it.
+        none); read only by models with `config.reads_anchor`, which need it.
         returns [B, C_out, F, H, W].
         """
         cfg = self.config

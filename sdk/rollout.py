@@ -93,19 +93,20 @@ def as_latent(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return sigma.to(like.device, like.dtype)[:, None, None, None, None]
 
 
-def predict_x0(model: CausalDiT, x, sigma, cond: Conditioning, cache, write: bool) -> torch.Tensor:
+def predict_x0(model: CausalDiT, x, sigma, cond: Conditioning, cache, write: bool, clean=None) -> torch.Tensor:
     """One forward pass on chunk x [B, C, F, h, w] at noise levels sigma [B] -> x0 prediction.
 
-    A model that reads the frame before each chunk (anchor_radius >= 0) gets it from the cache; a pass that
-    writes the chunk into the cache also leaves its x0 prediction's last frame there as the next anchor."""
+    A model that reads the frame before each chunk (`config.reads_anchor`) gets it from the cache; a pass that
+    writes the chunk into the cache also leaves the chunk's last frame there as the next anchor: of `clean`
+    (the chunk's known clean latents) where given, else of its x0 prediction."""
     frames = x.shape[2]
     t_net = flow.network_timestep(sigma.to(x.device))[:, None].expand(-1, frames)
-    anchor = cache.anchor_for(x) if model.config.anchor_radius >= 0 else None
+    anchor = cache.anchor_for(x) if model.config.reads_anchor else None
     v = model(x, t_net, cond.text, cond.text_mask, cond.action_frames(frames), cache=cache, write_chunks=int(write),
               anchor=anchor)
     x0 = flow.x0_from_velocity(x, v, as_latent(sigma, x))
     if write and anchor is not None:
-        cache.set_anchor(x0[:, :, -1])
+        cache.set_anchor((x0 if clean is None else clean)[:, :, -1])
     return x0
 
 
@@ -113,9 +114,7 @@ def write_pass(model: CausalDiT, x0, sigma, cond: Conditioning, noise, cache) ->
     """Write x0 re-noised to noise levels sigma ([B]) into the cache with one forward pass; x0's last frame,
     known clean, is the next chunk's anchor."""
     xt = flow.add_noise(x0, noise(x0.shape[1:]), as_latent(sigma, x0)) if (sigma > 0).any() else x0
-    predict_x0(model, xt, sigma, cond, cache, write=True)
-    if model.config.anchor_radius >= 0:
-        cache.set_anchor(x0[:, :, -1])
+    predict_x0(model, xt, sigma, cond, cache, write=True, clean=x0)
 
 
 class ChunkRollout:
@@ -168,7 +167,7 @@ class ChunkRollout:
         return ChunkOut(x0, steps, chunk)
 
     def remember(self, x, sigma, cond: Conditioning) -> None:
-        anchor = self.cache.anchor_for(x).clone() if self.model.config.anchor_radius >= 0 else None
+        anchor = self.cache.anchor_for(x).clone() if self.model.config.reads_anchor else None
         entry = (x, sigma, cond.action, self.cache.next_chunk.clone(), anchor)
         is_sink = int(self.cache.next_chunk.min()) < self.cache.sink_chunks
         (self.sink_history.append if is_sink else self.history.append)(entry)
@@ -184,9 +183,7 @@ class ChunkRollout:
             sigma = torch.tensor([self.schedule.sigmas_for(k)[-1] for k in self.cache.next_chunk.tolist()])
             xt = flow.add_noise(x0, noise(x0.shape[1:]), as_latent(sigma, x0))
             self.remember(xt, sigma, cond)
-            predict_x0(self.model, xt, sigma, cond, self.cache, write=True)
-            if self.model.config.anchor_radius >= 0:   # the context is known clean: anchor on it, not on a guess
-                self.cache.set_anchor(x0[:, :, -1])
+            predict_x0(self.model, xt, sigma, cond, self.cache, write=True, clean=x0)
 
     def recache(self, cond: Conditioning) -> None:
         """Re-write the cached chunks under new conditioning (a new prompt), oldest first, from their stored

@@ -48,7 +48,7 @@ class ListCache:
 
 
 class ReferenceCache:
-    """The log of one stream's cache. A model that reads the frame before each chunk (anchor_radius >= 0) gets
+    """The log of one stream's cache. A model that reads the frame before each chunk (config.reads_anchor) gets
     the anchor the engine's rule gives: the known clean chunk where the writer passes it (self_forcing,
     kv_noise), else the x0 prediction of the pass that wrote the chunk before (diagonal, hierarchical)."""
 
@@ -71,10 +71,10 @@ class ReferenceCache:
                           self.rope)
         frames = x.shape[2]
         t = flow.network_timestep(torch.tensor([sigma]))[:, None].expand(1, frames)
-        if self.model.config.anchor_radius >= 0:
+        if self.model.config.reads_anchor:
             anchor = (torch.zeros_like(x[:, :, 0]) if anchor is None else anchor)[:, :, None]
         v = self.model(x, t, cond.text, cond.text_mask, cond.action_frames(frames), cache=cache, write_chunks=1,
-                       anchor=anchor if self.model.config.anchor_radius >= 0 else None)
+                       anchor=anchor if self.model.config.reads_anchor else None)
         return flow.x0_from_velocity(x, v, sigma), [cache.written[i] for i in range(cache.layers)]
 
     def replay(self) -> dict:

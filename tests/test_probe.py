@@ -48,7 +48,7 @@ class KnownEffect(nn.Module):
     def __init__(self, oracle: bool):
         super().__init__()
         self.oracle = oracle
-        self.config = SimpleNamespace(anchor_radius=1, chunk_frames=CHUNK)   # reads anchors, as the samplers check
+        self.config = SimpleNamespace(reads_anchor=True, chunk_frames=CHUNK)   # as the samplers check
 
     def forward(self, xt, t, text, text_mask, action, causal=False, anchor=None):
         keys = action.argmax(-1)                                                      # [B, F]

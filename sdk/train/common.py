@@ -171,6 +171,7 @@ class Run:
         self.modules, self.optimizers = modules, optimizers
         self.total_steps, self.save_every, self.desc = total_steps, save_every, desc
         self.step = 0
+        self.bar = None            # the progress bar, while steps() runs
         if is_main():
             (self.out / ARGS).write_text(json.dumps(dataclasses.asdict(args), indent=2))
         seed_everything(seed)
@@ -231,9 +232,8 @@ class Run:
 
     def show(self, text: str) -> None:
         """Text after the progress bar (the action probe's headline numbers, say)."""
-        bar = getattr(self, "bar", None)
-        if bar is not None:
-            bar.set_postfix_str(text, refresh=False)
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
 
     @property
     def finished(self) -> bool:

@@ -122,7 +122,7 @@ def self_rollout(student: CausalDiT, x_ctx, has_ctx, cond: ClipCond, schedule: S
                 x = flow.add_noise(x0.detach(), noise(x0.shape[1:]), sigmas[i + 1])
         if k == 0:
             out = torch.where(keep, real, out)
-            if student.config.anchor_radius >= 0:     # the next chunk anchors on the known context, as inference
+            if student.config.reads_anchor:     # the next chunk anchors on the known context, as inference
                 cache.set_anchor(torch.where(keep[:, :, 0], real[:, :, -1], cache.anchor_for(real)[:, :, 0]))
         if kv_level is not None:      # ablation: the clean output (or the real context) re-noised to t_c
             clean = torch.where(keep, real, x0.detach()) if k == 0 else x0.detach()

@@ -31,7 +31,7 @@ class ClipCond:
     text: torch.Tensor          # [B, L, text_dim]
     text_mask: torch.Tensor     # [B, L] bool
     action: torch.Tensor        # [B, F, A] per latent frame
-    anchor: torch.Tensor | None = None   # [B, C, K, h, w] clean frame before each chunk (anchor_radius >= 0)
+    anchor: torch.Tensor | None = None   # [B, C, K, h, w] clean frame before each chunk (config.reads_anchor)
 
 
 def frame_mask(ctx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,7 @@ def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record
 
     Block-causal: all chunks descend the grid together, each seeing the earlier ones at its own level,
     a case the teacher trains on with `sync_prob`. A model that reads the clean frame before each chunk
-    (anchor_radius >= 0) samples chunk after chunk instead, each seeing the finished ones clean (context,
+    (`config.reads_anchor`) samples chunk after chunk instead, each seeing the finished ones clean (context,
     as the teacher trains on) and anchored on the last of them; `cond.anchor` is then ignored.
     x0_ctx [B, C, F, h, w] (only its context frames are read); ctx [B, F] bool; record: noise levels sigma
     at which to keep the state (they are added to the grid of `steps` shift-warped levels).
@@ -91,20 +91,17 @@ def ode_sample(model: CausalDiT, x0_ctx, ctx, cond: ClipCond, steps: int, record
     """
     uniform = {round(float(flow.shift_sigma(1 - i / steps)), 7) for i in range(steps + 1)}
     grid = sorted(uniform | {float(s) for s in record}, reverse=True)
-    noise = randn_like(x0_ctx)
     weight = frame_mask(ctx, x0_ctx)
-    x = noise * weight + x0_ctx * (1 - weight)
-    if model.config.anchor_radius < 0:
+    x = randn_like(x0_ctx) * weight + x0_ctx * (1 - weight)
+    if not model.config.reads_anchor:
         return euler(model, x, ctx, cond, grid, record, weight)
     cf, frames = model.config.chunk_frames, x.shape[2]
     states = {s: x.clone() for s in record}
     for end in range(cf, frames + 1, cf):        # chunk by chunk: frames [end - cf, end) move, earlier are done
         if ctx[:, end - cf:end].all():
             continue
-        moving = torch.zeros_like(ctx)
-        moving[:, end - cf:end] = True
         prefix = x[:, :, :end]
-        done = (ctx | ~moving)[:, :end]
+        done = ctx[:, :end] | (torch.arange(end, device=ctx.device) < end - cf)
         part = ClipCond(cond.text, cond.text_mask, cond.action[:, :end], chunk_anchors(prefix, cf))
         prefix, chunk_states = euler(model, prefix, done, part, grid, record, frame_mask(done, prefix))
         x = torch.cat([prefix, x[:, :, end:]], dim=2)

@@ -105,11 +105,11 @@ def chunk_sigmas(batch: int, args: Args) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(target, sigma, ctx_sigma), target
 
 
-def window_batch(clips, idx: torch.Tensor, args: Args, chunks: torch.Tensor | None = None):
+def window_batch(clips, idx: torch.Tensor, args: Args):
     """Latents [B, C, F, h, w], actions [B, F, A], prompts, and the clean frame before each chunk [B, C, K, h, w]
     (zeros before the sink, as before a stream's first chunk) of the windows cut from clips idx."""
     cf = args.chunk_frames
-    chunks = window_chunks(len(idx), args) if chunks is None else chunks                       # [B, K]
+    chunks = window_chunks(len(idx), args)                                                     # [B, K]
     frames = (chunks[:, :, None] * cf + torch.arange(cf)).flatten(1)                            # [B, F]
     x0 = clips.latents[idx[:, None], :, frames].float().permute(0, 2, 1, 3, 4)                  # [B, C, F, h, w]
     action = clips.actions[idx[:, None], frames]                                                # [B, F, A]
