@@ -161,7 +161,7 @@ def test_steered_pipeline_runs_end_to_end_resumes_and_records_its_env(tmp_path):
     train("codec", codec, "--kind", "pca", "--data", data, "--latent-channels", 16)
     teacher = ["--data", data, "--codec", codec, "--steps", 3, "--batch-size", 2, "--chunk-frames", 1,
                "--clip-chunks", 3, "--episode-chunks", 6, "--anchor-radius", 1, "--action-tokens",
-               "--anchor-noise", 0.3, "--probe-every", 2,
+               "--anchor-noise", 0.3, "--self-context", 0.5, "--probe-every", 2,
                "--probe-windows", 4, "--save-every", 1, *TINY_DIT]
     interrupted_equals_uninterrupted(tmp_path / "teacher", "teacher", "model/model.safetensors", *teacher)
     probed = [m for m in read_metrics(tmp_path / "teacher" / "a") if "gap@0.6" in m]
@@ -182,6 +182,29 @@ def test_steered_pipeline_runs_end_to_end_resumes_and_records_its_env(tmp_path):
         "--pairs", pairs, "--steps", 2, "--batch-size", 2, "--critic-steps", 1, "--save-every", 1, "--threads", 1)
     for folder in (s_model, tmp_path / "distill" / "a" / "model"):
         assert json.loads((folder / "streamvideo.json").read_text())["env"]["id"] == "StreamVideoGame-v0"
+
+
+def test_self_generated_context_replaces_the_middle_chunks_and_their_anchors_only():
+    """--self-context: the chosen windows keep their sink, their last chunk (the target) and the anchors of the
+    data, except that the middle chunks are the EMA's predictions and the chunks after them anchor on those."""
+    from streamvideo.train.objectives import ClipCond
+    from streamvideo.train.teacher import Args, self_generated_context
+    torch.manual_seed(0)
+    cfg = ModelConfig(patch_size=(1, 1, 1), num_heads=2, head_dim=8, ffn_dim=16, num_layers=1, in_channels=4,
+                      out_channels=4, text_dim=64, chunk_frames=1, action=GAME_ACTIONS, anchor_radius=1)
+    ema = CausalDiT(cfg).eval()
+    args = Args(chunk_frames=1, clip_chunks=4)
+    x0, anchor = torch.randn(3, 4, 4, 4, 4), torch.randn(3, 4, 4, 4, 4)
+    keys = torch.eye(6)[[1, 2, 3, 4]].expand(3, -1, -1)
+    cond = ClipCond(torch.randn(3, 2, 64), torch.ones(3, 2, dtype=torch.bool), keys, anchor)
+    rows = torch.tensor([True, False, True])
+    new_x0, new_anchor = self_generated_context(ema, x0, cond, rows, args)
+    assert torch.equal(new_x0[1], x0[1]) and torch.equal(new_anchor[1], anchor[1])       # a window not chosen
+    assert torch.equal(new_x0[:, :, [0, 3]], x0[:, :, [0, 3]])                           # sink and target: data
+    assert not torch.isclose(new_x0[rows][:, :, 1:3], x0[rows][:, :, 1:3]).any()        # the middle: guesses
+    assert torch.equal(new_anchor[:, :, :2], anchor[:, :, :2])                           # the sink's and chunk 1's
+    assert torch.equal(new_anchor[rows][:, :, 2:], new_x0[rows][:, :, 1:3])              # on the guesses before
+    assert torch.isfinite(new_x0).all() and torch.isfinite(new_anchor).all()
 
 
 def test_sequential_ode_sampler_anchors_on_its_own_samples_not_on_the_data():

@@ -62,6 +62,9 @@ class Args(DiTRunArgs):
     action_tokens: bool = arg(False, "also add an action embedding to every token of its frame")
     anchor_noise: float = arg(0.0, "Gaussian noise of std uniform in [0, this] added to each window's anchors, so "
                                    "the model learns to take the imperfect frames it will anchor on in a rollout")
+    self_context: float = arg(0.0, "probability that a window's middle chunks and their anchors are the EMA's own x0 "
+                                    "predictions (SELF_LEVELS passes deep, SELF_SIGMA noise), its last chunk the "
+                                    "only target: the model learns to correct the imperfect frames a rollout feeds it")
     probe_every: int = arg(200, "run the action probe (sdk/train/probe.py) every N steps and at the end; 0: never")
     probe_windows: int = arg(64, "clips held out of training for the probe (the dataset's last ones)")
     sample_steps: int = arg(32, "uniform Euler steps per chunk the teacher samples with (stored in the model folder)")
@@ -93,10 +96,13 @@ def window_chunks(batch: int, args: Args) -> torch.Tensor:
     return torch.cat([torch.zeros(batch, 1, dtype=torch.long), 1 + gap[:, None] + torch.arange(n)[None]], 1)
 
 
-def chunk_sigmas(batch: int, args: Args) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-chunk noise levels [B, K] and which chunks are scored targets [B, K] bool."""
+def chunk_sigmas(batch: int, args: Args, last_only: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-chunk noise levels [B, K] and which chunks are scored targets [B, K] bool (only the last one in the
+    rows last_only [B] bool)."""
     k = args.clip_chunks
     target = torch.rand(batch, k) < args.target_prob
+    if last_only is not None:
+        target &= ~last_only[:, None]
     target[:, -1] = True
     sigma = random_sigma(batch * k).view(batch, k)
     sync = torch.rand(batch) < args.sync_prob
@@ -130,12 +136,41 @@ def held_out_windows(clips, n: int, args: Args, text) -> ProbeWindows:
     return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames)
 
 
-def diffusion_forcing_loss(model: CausalDiT, x0, cond: ClipCond, args: Args) -> torch.Tensor:
+SELF_LEVELS = 2            # passes of self-generated context: chunk k's frames at pass p rest on chunk k-1's at p-1
+SELF_SIGMA = (0.1, 0.7)    # noise levels the EMA predicts its context from: a few-step sampler's last passes
+
+
+@torch.no_grad()
+def self_generated_context(ema: CausalDiT, x0, cond: ClipCond, rows: torch.Tensor, args: Args):
+    """Windows whose chunks 1..K-2 (and the anchors of chunks 2..K-1) are the EMA's x0 predictions instead of the
+    data: each pass noises the data to SELF_SIGMA levels and predicts it from the previous pass's anchors, so
+    after SELF_LEVELS passes an error made on chunk 1 is carried into chunk 2's prediction, as in a rollout. The
+    sink, chunk 1's anchor (the frame before the window) and the last chunk (the target) stay real.
+    x0 [B, C, F, h, w], cond.anchor [B, C, K, h, w], rows [B] bool: which windows -> (x0, anchor)."""
+    cf, k = args.chunk_frames, args.clip_chunks
+    x, anchor = x0[rows], cond.anchor[rows]
+    part = ClipCond(cond.text[rows], cond.text_mask[rows], cond.action[rows], anchor)
+    for _ in range(SELF_LEVELS):
+        low, high = SELF_SIGMA
+        sigma = (low + (high - low) * torch.rand(len(x), k)).repeat_interleave(cf, 1)           # [b, F]
+        xt = flow.add_noise(x0[rows], torch.randn_like(x), flow.frame_sigma(sigma, x))
+        guess = flow.x0_from_velocity(xt, velocity(ema, xt, sigma, part, causal=True), flow.frame_sigma(sigma, xt))
+        anchor = torch.cat([part.anchor[:, :, :2], guess[:, :, 2 * cf - 1:(k - 1) * cf:cf]], dim=2)
+        part = ClipCond(part.text, part.text_mask, part.action, anchor)
+    x = torch.cat([x0[rows][:, :, :cf], guess[:, :, cf:(k - 1) * cf], x0[rows][:, :, (k - 1) * cf:]], dim=2)
+    x0, full_anchor = x0.clone(), cond.anchor.clone()
+    x0[rows], full_anchor[rows] = x, anchor
+    return x0, full_anchor
+
+
+def diffusion_forcing_loss(model: CausalDiT, x0, cond: ClipCond, args: Args,
+                           last_only: torch.Tensor | None = None) -> torch.Tensor:
     """Velocity MSE on the target chunks; every chunk noised to its own level, block-causal attention.
 
     x0, cond: the global batch, the same on every rank; each rank trains on its rows once the noise is drawn.
+    last_only [B] bool: windows whose last chunk is their only target (self-generated context).
     """
-    sigma, target = chunk_sigmas(len(x0), args)
+    sigma, target = chunk_sigmas(len(x0), args, last_only)
     sigma_f = sigma.repeat_interleave(args.chunk_frames, 1)                                      # [B, F]
     eps = torch.randn_like(x0)
     x0, eps, sigma_f, target, cond = shard(x0, eps, sigma_f, target, cond)
@@ -161,6 +196,9 @@ def run(namespace) -> int:
     args = from_namespace(Args, namespace)
     if args.data is None:
         raise SystemExit("streamvideo train teacher: --data DATASET_FOLDER is required")
+    if args.self_context > 0 and (args.anchor_radius < 0 or args.clip_chunks < 3 or args.fsdp):
+        raise SystemExit("streamvideo train teacher: --self-context needs --anchor-radius >= 0, --clip-chunks >= 3 "
+                         "and no --fsdp (the EMA predicts the context whole on every rank)")
     if args.clip_chunks < 2 or args.episode_chunks < args.clip_chunks:
         raise SystemExit(f"streamvideo train teacher: need 2 <= --clip-chunks <= --episode-chunks, "
                          f"got {args.clip_chunks} and {args.episode_chunks}")
@@ -192,7 +230,11 @@ def run(namespace) -> int:
         if args.anchor_noise > 0:   # drawn whole, as every rank draws the batch (std per window)
             anchor = anchor + torch.rand(len(anchor), 1, 1, 1, 1) * args.anchor_noise * torch.randn_like(anchor)
         tokens, mask = text.encode(prompts)
-        loss = diffusion_forcing_loss(model, x0, ClipCond(tokens, mask, action, anchor), args)
+        cond = ClipCond(tokens, mask, action, anchor)
+        self_rows = torch.rand(len(x0)) < args.self_context if args.self_context > 0 else None
+        if self_rows is not None and self_rows.any():
+            x0, cond.anchor = self_generated_context(unwrapped(ema), x0, cond, self_rows, args)
+        loss = diffusion_forcing_loss(model, x0, cond, args, self_rows)
         set_lr(opt, args.lr * linear_warmup(step, args.warmup))
         opt.zero_grad(set_to_none=True)
         loss.backward()
