@@ -29,10 +29,13 @@ class Real(Rollout):
     sprites: Sprites
 
 
-def play(game, seed: int, theme_index: int, fpc: int, chunk_actions: list[int]) -> Real:
+def play(game, seed: int, theme_index: int, fpc: int, chunk_actions: list[int],
+         context_frames: int | None = None) -> Real:
+    """The episode from seed: `context_frames` real frames (default one chunk; the reset frame, then no-ops),
+    then each chunk action held for a chunk of frames."""
     frame, info = game.reset(seed=seed, options={"theme": theme_index})
     context = [frame]
-    for _ in range(fpc - 1):
+    for _ in range((context_frames or fpc) - 1):
         frame, *_, info = game.step(NOOP)
         context.append(frame)
     frames, infos, flowers = [frame], [info], [frozenset(game.flowers)]

@@ -151,6 +151,7 @@ class GameSetting(Setting):
     game: StreamVideoGameEnv
     themes: list[int]
     seg: int                                  # frames per held-action segment
+    context: int                              # real frames the models start from (--context-chunks chunks)
     shift: int                                # pixels a held walk moves the avatar
     memory: list[Real]
     switch: list[Real]                        # starts in the old theme, no-ops before and after the switch
@@ -165,19 +166,20 @@ class GameSetting(Setting):
 def build_setting(args, size: int, fpc: int, fps: float, themes: list[int],
                   env_args: dict | None = None) -> GameSetting:
     game = make_game(args.env, size, themes, env_args)
-    hold, seg = args.hold_chunks, args.hold_chunks * fpc
+    hold, seg, context = args.hold_chunks, args.hold_chunks * fpc, args.context_chunks * fpc
     plan = action_plan(np.random.default_rng(args.seed), args.episodes * args.segments)
     per_episode = [held(plan[e * args.segments:(e + 1) * args.segments], hold) for e in range(args.episodes)]
-    episodes = [play(game, args.seed + e, themes[e % len(themes)], fpc, acts) for e, acts in enumerate(per_episode)]
+    episodes = [play(game, args.seed + e, themes[e % len(themes)], fpc, acts, context)
+                for e, acts in enumerate(per_episode)]
     memory = []
     for i in range(args.memory_trials):
         seed, t = args.seed + MEMORY_SEEDS + i, themes[i % len(themes)]
-        memory.append(play(game, seed, t, fpc, memory_plan(game, seed, t, fpc, args.memory_chunks)))
+        memory.append(play(game, seed, t, fpc, memory_plan(game, seed, t, fpc, args.memory_chunks), context))
     pair = switch_themes(themes) if args.switch_trials else None
-    switch = [play(game, args.seed + SWITCH_SEEDS + i, pair[0], fpc, [NOOP] * 2 * args.switch_chunks)
+    switch = [play(game, args.seed + SWITCH_SEEDS + i, pair[0], fpc, [NOOP] * 2 * args.switch_chunks, context)
               for i in range(args.switch_trials if pair else 0)]
     length = args.segments * seg     # generated frames per episode: longer horizons cannot be scored
-    s = GameSetting(game=game, themes=themes, fpc=fpc, seg=seg, shift=seg * game.speed, fps=fps,
+    s = GameSetting(game=game, themes=themes, fpc=fpc, seg=seg, context=context, shift=seg * game.speed, fps=fps,
                     horizons=usable_horizons(args.horizons, length), episodes=episodes, memory=memory,
                     switch=switch, switch_themes=pair)
     add_references(s, args, per_episode[0])
@@ -209,7 +211,7 @@ def add_drift_real(s: GameSetting, args) -> None:
     n_chunks = drift_chunks(args, s)
     plan = action_plan(np.random.default_rng(args.seed + DRIFT_SEED), -(-n_chunks // args.hold_chunks))
     s.drift_actions = held(plan, args.hold_chunks)[:n_chunks]
-    s.drift_start = play(s.game, args.seed + DRIFT_SEED, s.themes[0], s.fpc, [])
+    s.drift_start = play(s.game, args.seed + DRIFT_SEED, s.themes[0], s.fpc, [], s.context)
     chunks = (np.stack([s.game.step(a)[0] for _ in range(s.fpc)]) for a in s.drift_actions)  # continues the start
     s.drift_real = segment_stats(chunks, segment_chunks(args, s))
 
@@ -226,11 +228,12 @@ def ground_truth(s: GameSetting) -> dict:
           "avatar_presence_theme_mean": avatar_presence(s.episodes, means)}
     if s.classifier:   # walks of both themes from the switch trials' seeds
         walk = s.episodes[0].chunk_actions
-        gt["theme_classifier"] = float(np.mean([s.classifier(play(s.game, r.seed, t, s.fpc, walk).frames) == t
-                                                for r in s.switch for t in s.switch_themes]))
+        hits = [s.classifier(play(s.game, r.seed, t, s.fpc, walk, s.context).frames) == t
+                for r in s.switch for t in s.switch_themes]
+        gt["theme_classifier"] = float(np.mean(hits))
     if s.memory:
-        no_plant = [play(s.game, r.seed, r.theme, s.fpc, [NOOP if a == PLANT else a for a in r.chunk_actions])
-                    for r in s.memory]
+        no_plant = [play(s.game, r.seed, r.theme, s.fpc, [NOOP if a == PLANT else a for a in r.chunk_actions],
+                         s.context) for r in s.memory]
         gt["memory_with_flower"] = memory(s, [r.frames for r in s.memory])
         gt["memory_without_flower"] = memory(s, [r.frames for r in no_plant])
     return gt
@@ -338,6 +341,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=8, help="fidelity (and, on the game, action) episodes")
     parser.add_argument("--segments", type=int, default=6, help="held-action segments per episode")
     parser.add_argument("--hold-chunks", type=int, default=4, help="chunks each action is held for")
+    parser.add_argument("--context-chunks", type=int, default=1,
+                        help="game: chunks of real no-op frames every rollout starts from (the attention window "
+                             "holds 1 sink + 2 previous chunks: up to 3 are read)")
     parser.add_argument("--horizons", default="8,16,32,64", help="frame horizons of the fidelity averages")
     parser.add_argument("--action-trials", type=int, default=8,
                         help="start states of the agnostic action measure (0 = skip)")
@@ -363,7 +369,7 @@ def check_args(args) -> None:
         args.horizons = sorted({int(h) for h in args.horizons.split(",")})
     except ValueError:
         raise EvalError(f"--horizons must be comma-separated frame counts, got {args.horizons!r}") from None
-    for flag in ("episodes", "segments", "hold_chunks", "memory_chunks", "references", "threads"):
+    for flag in ("episodes", "segments", "hold_chunks", "context_chunks", "memory_chunks", "references", "threads"):
         if getattr(args, flag) < 1:
             raise EvalError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     for flag in ("memory_trials", "switch_trials", "drift_seconds", "action_trials", "prefix_chunks"):
@@ -383,6 +389,11 @@ def check_game_args(args) -> None:
         raise EvalError(f"--episodes x --segments must be at least {len(ACTION_MEANINGS)} to hold every action")
     if args.switch_trials and args.switch_chunks < 3:
         raise EvalError("--switch-chunks must be at least 3: the switch is judged from 2 chunks after it")
+
+
+def check_agnostic_args(args) -> None:
+    if args.context_chunks != 1:
+        raise EvalError("--context-chunks is a measure of the built-in game; other envs start from one chunk")
 
 
 def load_generator(source: str, meta: dict):
@@ -441,8 +452,7 @@ def run(args: argparse.Namespace) -> int:
     args.env, kwargs = recorded_env(args, [meta for _, meta in resolved])
     env = open_env(args.env, kwargs)
     on_game = isinstance(env.unwrapped, StreamVideoGameEnv) and not args.agnostic
-    if on_game:
-        check_game_args(args)
+    check_game_args(args) if on_game else check_agnostic_args(args)
     torch.set_num_threads(args.threads)
     print(f"streamvideo eval: torch CPU threads = {args.threads}; env {args.env} {json.dumps(kwargs)}", flush=True)
     # every model name and its prompts are checked before any work

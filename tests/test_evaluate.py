@@ -144,6 +144,8 @@ def test_model_themes_and_output_names():
     (["--model", "tiny-random", "--episodes", "1", "--segments", "5"], "hold every action"),
     (["--model", "tiny-random", "--horizons", "8,x"], "--horizons"),
     (["--model", "tiny-random", "--switch-chunks", "2"], "--switch-chunks"),
+    (["--model", "tiny-random", "--context-chunks", "0"], "--context-chunks must be at least 1"),
+    (["--model", "tiny-random", "--env", "CartPole-v1", "--context-chunks", "2"], "--context-chunks is a measure"),
     # drift is measured per segment: a shorter rollout once crashed the plot after eval.json was written
     (["--model", "tiny-random", "--drift-seconds", "5", "--segment-seconds", "10"],
      r"--drift-seconds \(5\) must be at least --segment-seconds \(10\)"),
@@ -192,3 +194,19 @@ def test_eval_plays_the_env_the_model_folders_record():
         recorded_env(parse("--model", "m"), [old, other])
     # the shipped default model was trained on the game's earlier settings, and says so
     assert resolve_model("default")[1]["env"]["kwargs"]["speed"] == 2
+
+
+def test_rollouts_start_from_the_context_chunks_asked_for():
+    """--context-chunks 3: every rollout starts from 3 chunks of real no-op frames (the attention window), the
+    played frames after them the same as from one chunk (no-ops do not move the avatar)."""
+    def setting_with(chunks: int):
+        args = parse("--model", "tiny-random", "--env", "StreamVideoGame-v0", "--episodes", "1", "--memory-trials",
+                     "0", "--switch-trials", "0", "--references", "1", "--drift-seconds", "0",
+                     "--context-chunks", str(chunks))
+        check_args(args)
+        return build_setting(args, 64, 3, 15.0, [0])
+
+    one, three = setting_with(1), setting_with(3)
+    assert one.context == 3 and three.context == 9
+    assert [len(r.context) for r in one.episodes] == [3] and [len(r.context) for r in three.episodes] == [9]
+    assert (one.episodes[0].screen == three.episodes[0].screen).all()
