@@ -32,7 +32,7 @@ from pathlib import Path
 import msgpack
 import zmq
 
-from streamvideo.threads import default_threads
+from streamvideo.engine.threads import default_threads
 
 from . import protocol as P
 from .protocol import BridgeError
@@ -154,7 +154,7 @@ class Front(Endpoint):
     def _worker_commands(self) -> list[list[str]]:
         """`streamvideo serve --attach` for each local worker, with this front's settings."""
         config, front = self.config, self.front_config
-        command = [sys.executable, "-m", "streamvideo.cli", "serve", "--front-pid", str(os.getpid()),
+        command = [sys.executable, "-m", "streamvideo.apps.cli", "serve", "--front-pid", str(os.getpid()),
                    "--attach", _with_host(self.endpoints["workers"], "127.0.0.1"),
                    "--max-sessions", str(config.limits.max_sessions), "--max-batch", str(config.max_batch),
                    "--idle-timeout", str(config.limits.idle_timeout_ms / 1000),

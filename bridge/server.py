@@ -36,13 +36,14 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 
 import msgpack
 import zmq
 
-from streamvideo.group_step import group_key, step_group
-from streamvideo.threads import add_threads_argument, positive_int, set_threads
+from streamvideo.engine.group_step import group_key, step_group
+from streamvideo.engine.threads import add_threads_argument, positive_int, set_threads
 
 from . import protocol as P
 from .client import _load_curve
@@ -291,8 +292,7 @@ class Endpoint:
         self._peers.move_to_end(identity)
         while len(self._peers) > MAX_PEERS:
             self._peers.popitem(last=False)
-        from streamvideo import __version__
-        return {"version": P.PROTOCOL_VERSION, "server": f"streamvideo {__version__}",
+        return {"version": P.PROTOCOL_VERSION, "server": f"streamvideo {metadata.version('streamvideo')}",
                 "models": list(self.config.models), "encodings": list(P.ENCODINGS),
                 "pub": self.endpoints["pub"], "heartbeat_ms": self.config.heartbeat_ms,
                 "limits": self.limits.as_dict()}, []
@@ -695,7 +695,7 @@ class SharedModels:
         self._parts: dict[tuple, tuple] = {}
 
     def __call__(self, name: str, device=None, **settings):
-        from streamvideo.presets import generator_from_parts, load_parts, trained_prompts
+        from streamvideo.engine.presets import generator_from_parts, load_parts, trained_prompts
         key = (name, str(device))
         if key not in self._parts:
             self._parts[key] = load_parts(name, device=device), trained_prompts(name)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from streamvideo import flow
-from streamvideo.rollout import Conditioning
+from streamvideo.engine import flow
+from streamvideo.engine.rollout import Conditioning
 
 
 def window(chunks, n: int, sinks: int, width: int) -> list[int]:

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import streamvideo
-from streamvideo.actions import ActionSpec
-from streamvideo.cli import main
-from streamvideo.collect import collect, describe_action_space
-from streamvideo.envs.game import ACTION_MEANINGS
-from streamvideo.keymap import KeyMap
-from streamvideo.play import PlaySession
-from streamvideo.presets import GAME_ACTIONS, MODEL_FILE, save_model_folder, tiny_random
+from streamvideo.apps.cli import main
+from streamvideo.apps.keymap import KeyMap
+from streamvideo.apps.play import PlaySession
+from streamvideo.data.collect import collect, describe_action_space
+from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.presets import GAME_ACTIONS, MODEL_FILE, save_model_folder, tiny_random
+from streamvideo.envs.game.env import ACTION_MEANINGS
 
 TINY_DIT = ["--heads", "2", "--head-dim", "8", "--layers", "1", "--ffn-dim", "16", "--threads", "1"]
 ARCADE_ID = "TinyArcade-v0"

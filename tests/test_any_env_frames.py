@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import streamvideo
-from streamvideo.cli import main
-from streamvideo.collect import load_dataset
-from streamvideo.play import PlaySession
+from streamvideo.apps.cli import main
+from streamvideo.apps.play import PlaySession
+from streamvideo.data.collect import load_dataset
 
 SIZE = "64x40"          # W x H: multiples of the pca codec's 8-pixel patch, of another aspect (1.6) than CartPole's
 PROMPTS = {"pad": None, "crop": "a cart balancing a pole"}

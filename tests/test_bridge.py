@@ -384,8 +384,8 @@ def test_fuzzing_with_malformed_messages_leaves_sessions_and_server_unharmed():
 def serve_process(*options: str) -> tuple[subprocess.Popen, str, str]:
     """`streamvideo serve` of MODEL on free loopback ports in a subprocess, once it serves: (process, control
     endpoint, stream endpoint), as the server logs them."""
-    proc = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", LOOPBACK, "--pub", LOOPBACK,
-                             "--model", MODEL, *options],
+    proc = subprocess.Popen([sys.executable, "-m", "streamvideo.apps.cli", "serve", "--bind", LOOPBACK,
+                             "--pub", LOOPBACK, "--model", MODEL, *options],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     for line in proc.stderr:
         if match := re.search(r"on (tcp://\S+), streams on (tcp://\S+)", line):

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamvideo.actions import ActionSpec
 from streamvideo.bridge import protocol as P
 from streamvideo.bridge.protocol import BridgeError, Limits
+from streamvideo.engine.actions import ActionSpec
 
 pytestmark = pytest.mark.timeout(60)
 LIMITS = Limits()

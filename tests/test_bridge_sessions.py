@@ -251,7 +251,7 @@ def test_integer_fields_refuse_floats(server):
 def test_an_unknown_model_fails_at_start_up():
     with pytest.raises(ValueError, match="nonexistent"):
         Server(ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=("nonexistent",))).start()
-    proc = subprocess.run([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", LOOPBACK, "--pub", LOOPBACK,
+    proc = subprocess.run([sys.executable, "-m", "streamvideo.apps.cli", "serve", "--bind", LOOPBACK, "--pub", LOOPBACK,
                            "--model", MODEL, "--model", "nonexistent"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "nonexistent" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr

@@ -15,6 +15,7 @@ import pytest
 import zmq
 from test_bridge import LOOPBACK, MODEL, Raw, serve_process, start_server
 
+from streamvideo.apps.cli import main
 from streamvideo.bridge import (
     BridgeError,
     Client,
@@ -28,7 +29,6 @@ from streamvideo.bridge import (
 )
 from streamvideo.bridge import protocol as P
 from streamvideo.bridge.server import READY
-from streamvideo.cli import main
 
 pytestmark = pytest.mark.timeout(120)
 HEARTBEAT_MS = 200   # a worker is lost after 3 silent heartbeats: 0.6 s
@@ -231,7 +231,7 @@ def test_serve_workers_from_the_command_line():
 
 
 def test_a_bad_workers_value_is_a_one_line_error():
-    proc = subprocess.run([sys.executable, "-m", "streamvideo.cli", "serve", "--workers", "0"],
+    proc = subprocess.run([sys.executable, "-m", "streamvideo.apps.cli", "serve", "--workers", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--workers" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

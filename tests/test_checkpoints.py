@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from streamvideo.actions import ActionSpec
-from streamvideo.checkpoints import CheckpointError, load_wan, our_key_to_wan, save_diffusers, save_wan_original
-from streamvideo.model import CausalDiT, ModelConfig
+from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.checkpoints import CheckpointError, load_wan, our_key_to_wan, save_diffusers, save_wan_original
+from streamvideo.engine.model import CausalDiT, ModelConfig
 
 TINY = dict(num_heads=2, head_dim=16, ffn_dim=48, num_layers=2, text_dim=24, in_channels=4, out_channels=4)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from streamvideo.codecs import PCACodec, PixelCodec, TAEHVCodec, WanVAECodec, build, load_codec
+from streamvideo.engine.codecs import PCACodec, PixelCodec, TAEHVCodec, WanVAECodec, build, load_codec
 
 TINY_TAEHV = dict(latent_channels=4, encoder_channels=8, decoder_channels=(16, 8, 8, 8))
 

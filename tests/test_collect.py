@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from streamvideo import collect as collect_module
-from streamvideo.cli import main as cli_main
-from streamvideo.collect import (
+from streamvideo.apps.cli import main as cli_main
+from streamvideo.data import collect as collect_module
+from streamvideo.data.collect import (
     CollectError,
     ExplorePolicy,
     FrameFit,
@@ -22,7 +22,7 @@ from streamvideo.collect import (
     load_dataset,
     model_size,
 )
-from streamvideo.envs.game import GAME_ID, PLANT, register_game
+from streamvideo.envs.game.env import GAME_ID, PLANT, register_game
 
 
 @pytest.fixture(scope="module")

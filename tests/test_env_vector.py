@@ -7,7 +7,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import streamvideo
-import streamvideo.threads
+import streamvideo.engine.threads
 from streamvideo.envs.registration import ENV_ID, register_envs
 from streamvideo.envs.stream_env import StreamVideoEnv
 from streamvideo.envs.vector_env import StreamVideoVectorEnv
@@ -172,7 +172,7 @@ def torch_threads():
 
 @pytest.mark.timeout(120)  # a forked worker given more threads hangs in its first torch op
 def test_threads_default_to_all_cores_but_one_and_forked_workers_keep_one(torch_threads, monkeypatch):
-    monkeypatch.setattr(streamvideo.threads, "default_threads", lambda: 2)
+    monkeypatch.setattr(streamvideo.engine.threads, "default_threads", lambda: 2)
     assert StreamVideoEnv(model=MODEL, device="cpu").threads == 2 == torch.get_num_threads()
     assert StreamVideoEnv(model=MODEL, device="cpu", threads=1).threads == 1 == torch.get_num_threads()
     assert StreamVideoVectorEnv(2, model=MODEL, device="cpu").threads == 2 == torch.get_num_threads()

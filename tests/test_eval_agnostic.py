@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from streamvideo.actions import ActionSpec
-from streamvideo.eval_agnostic import (
+from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.model import CausalDiT
+from streamvideo.engine.presets import save_model_folder, seeded_random, tiny_random
+from streamvideo.evaluation.agnostic import (
     build_env_setting,
     candidate_actions,
     evaluate_env,
@@ -22,9 +24,7 @@ from streamvideo.eval_agnostic import (
     open_env,
     spec_of,
 )
-from streamvideo.evaluate import add_arguments, check_args, run
-from streamvideo.model import CausalDiT
-from streamvideo.presets import save_model_folder, seeded_random, tiny_random
+from streamvideo.evaluation.evaluate import add_arguments, check_args, run
 
 LAMP_ID = "EvalTestLamp-v0"
 

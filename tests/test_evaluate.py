@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from streamvideo.envs.game_themes import theme
-from streamvideo.eval_agnostic import EvalError
-from streamvideo.eval_detectors import (
+from streamvideo.envs.game.themes import theme
+from streamvideo.evaluation.agnostic import EvalError
+from streamvideo.evaluation.detectors import (
     PLANT,
     ActionDetector,
     ThemeClassifier,
@@ -19,8 +19,7 @@ from streamvideo.eval_detectors import (
     psnr,
     ssim,
 )
-from streamvideo.eval_game import action_plan, make_game, play
-from streamvideo.evaluate import (
+from streamvideo.evaluation.evaluate import (
     add_arguments,
     build_setting,
     check_args,
@@ -30,6 +29,7 @@ from streamvideo.evaluate import (
     resolve_model,
     run,
 )
+from streamvideo.evaluation.game import action_plan, make_game, play
 
 
 def parse(*flags: str) -> argparse.Namespace:
@@ -176,7 +176,7 @@ def test_cli_end_to_end_on_tiny_random(tmp_path):
 
 def test_recache_is_measured_only_where_the_generator_keeps_the_cache_inputs():
     import streamvideo
-    from streamvideo.evaluate import supports_recache
+    from streamvideo.evaluation.evaluate import supports_recache
     assert supports_recache(streamvideo.load("tiny-random", device="cpu"))
     assert not supports_recache(streamvideo.load("tiny-random", device="cpu", kv_noise=0.0))   # clean-KV models
 

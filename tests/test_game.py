@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from streamvideo.envs.game import GAME_ID, MAX_EPISODE_STEPS, StreamVideoGameEnv, register_game
-from streamvideo.envs.game_themes import AVATARS, N_THEMES, theme
+from streamvideo.envs.game.env import GAME_ID, MAX_EPISODE_STEPS, StreamVideoGameEnv, register_game
+from streamvideo.envs.game.themes import AVATARS, N_THEMES, theme
 
 UP, DOWN, LEFT, RIGHT, PLANT = 1, 2, 3, 4, 5
 CLEAR_GRASS_RED_KNIGHT = 0  # theme 0: no weather particles over the avatar, avatar colour unique on screen

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import streamvideo
-from streamvideo.flow import (
+from streamvideo.engine.flow import (
     SHIFT,
     add_noise,
     eps_from_velocity,
@@ -14,7 +14,7 @@ from streamvideo.flow import (
     velocity,
     x0_from_velocity,
 )
-from streamvideo.schedules import UNIFORM_SIGMAS, StepSchedule
+from streamvideo.engine.schedules import UNIFORM_SIGMAS, StepSchedule
 
 
 def count_forwards(gen):
@@ -224,7 +224,7 @@ def test_modes_default_to_their_releases_noise_levels_and_load_overrides_them():
 
 def test_bf16_forward_matches_fp32():
     """bf16 runs end to end (the affine norm2 computes in fp32) and stays within 5 % of fp32 (relative RMS)."""
-    from streamvideo.model import CausalDiT
+    from streamvideo.engine.model import CausalDiT
     torch.manual_seed(0)
     model = CausalDiT.from_preset("tiny").eval()
     half = CausalDiT.from_preset("tiny").eval()

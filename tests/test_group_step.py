@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamvideo import presets
-from streamvideo.group_step import group_key, step_group
+from streamvideo.engine import presets
+from streamvideo.engine.group_step import group_key, step_group
 
 CHUNKS = 8          # > sink + window (3 chunks): the window evicts, and the schedule 4322222 wraps to 4 steps
 A_ACTIONS = [1, 4, 4, 2, 0, 3, 5, 1]

@@ -4,8 +4,8 @@ import resource
 
 import torch
 
-from streamvideo.kv_cache import KVCache
-from streamvideo.model import CausalDiT, ModelConfig
+from streamvideo.engine.kv_cache import KVCache
+from streamvideo.engine.model import CausalDiT, ModelConfig
 
 
 def test_ring_and_sink_slots():

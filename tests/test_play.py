@@ -8,11 +8,9 @@ import pygame
 import pytest
 
 import streamvideo
-from streamvideo.actions import ActionSpec
-from streamvideo.cli import main
-from streamvideo.envs.stream_env import StreamVideoEnv
-from streamvideo.keymap import KeyMap
-from streamvideo.play import (
+from streamvideo.apps.cli import main
+from streamvideo.apps.keymap import KeyMap
+from streamvideo.apps.play import (
     ELLIPSIS,
     SCRIPTED_PROMPT,
     PlaySession,
@@ -21,7 +19,9 @@ from streamvideo.play import (
     typed_prompt_events,
     wrap_text,
 )
-from streamvideo.presets import GAME_ACTIONS
+from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.presets import GAME_ACTIONS
+from streamvideo.envs.stream_env import StreamVideoEnv
 
 MODEL = "tiny-random"
 
@@ -198,7 +198,7 @@ def test_headless_cli_prints_a_short_summary_and_writes_the_video(tmp_path, caps
 
 
 def test_missing_default_model_falls_back_to_tiny_random(monkeypatch, capsys):
-    monkeypatch.setattr(streamvideo, "preset_names", lambda: [MODEL])
+    monkeypatch.setattr("streamvideo.engine.presets.preset_names", lambda: [MODEL])  # play looks it up there
     assert main(["play", "--headless", "--frames", "6", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f'model "default" is not installed; playing "{MODEL}" (random weights) instead\n')

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from streamvideo import flow
-from streamvideo.actions import ActionSpec
+from streamvideo.engine import flow
+from streamvideo.engine.actions import ActionSpec
 from streamvideo.train.probe import ProbeWindows, action_probe, best_shift
 
 SPEC = ActionSpec("discrete", 6)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import streamvideo
-from streamvideo.cli import main
+from streamvideo.apps.cli import main
+from streamvideo.engine.presets import MODEL_FILE, save_model_folder, tiny_random, trained_prompts
 from streamvideo.envs.registration import ENV_ID, register_envs
 from streamvideo.envs.stream_env import StreamVideoEnv
 from streamvideo.envs.vector_env import StreamVideoVectorEnv
-from streamvideo.presets import MODEL_FILE, save_model_folder, tiny_random, trained_prompts
 
 PROMPTS = ["a red knight walking on snowy ground, warm palette", "a red knight walking on sandy desert"]
 TEXT_SPEC = {"name": "hash", "dim": 32, "max_tokens": 16, "seed": 0}
@@ -59,7 +59,7 @@ def test_prompts_must_be_a_list_of_strings(tmp_path):
 
 
 def test_the_shipped_model_records_its_prompts_and_starts_from_the_first():
-    meta = json.loads((streamvideo.presets.PACKAGE_WEIGHTS / "default" / MODEL_FILE).read_text())
+    meta = json.loads((streamvideo.engine.presets.PACKAGE_WEIGHTS / "default" / MODEL_FILE).read_text())
     assert meta["prompt"] == meta["prompts"][0] and len(meta["prompts"]) == 4
     assert trained_prompts("default") == meta["prompts"]
 

@@ -6,9 +6,9 @@ import torch
 from reference_rollout import HierarchicalReference, ReferenceCache, chunk_rollout
 
 import streamvideo
-from streamvideo import flow
-from streamvideo.rollout import NoiseSource
-from streamvideo.schedules import warped
+from streamvideo.engine import flow
+from streamvideo.engine.rollout import NoiseSource
+from streamvideo.engine.schedules import warped
 
 TOL = 1e-3   # fp32, same inputs: only summation order differs (a real difference is > 1e-2)
 
@@ -126,7 +126,7 @@ def test_same_prompt_recache_reproduces_a_cache_that_evicted_nothing():
 
 def test_window_rope_keeps_sink_distance_bounded():
     """With rope='window' chunk 10_000 sees its sink at the same distance as chunk 3 does."""
-    from streamvideo.kv_cache import rope_chunk_position
+    from streamvideo.engine.kv_cache import rope_chunk_position
     for newest in (3, 10, 10_000):
         newest_t = torch.tensor(newest)
         pos_sink = rope_chunk_position(torch.tensor(0), newest_t, 1, 2, "window")
@@ -142,7 +142,7 @@ def test_noise_levels_are_the_releases():
     table = 5 * table / (1 + 4 * table)
     nearest = {t: float(table[int((table * 1000 - t).abs().argmin())]) for t in (933, 733)}
     warp = {t: float(torch.cat([table, torch.zeros(1)])[1000 - t]) for t in (1000, 750, 500, 250, 100)}
-    from streamvideo.schedules import DIAGONAL_SIGMAS, UNIFORM_SIGMAS
+    from streamvideo.engine.schedules import DIAGONAL_SIGMAS, UNIFORM_SIGMAS
     expected = {4: (warp[1000], nearest[933], nearest[733], warp[100]), 3: (warp[1000], nearest[933], warp[100]),
                 2: (warp[1000], warp[100])}
     for n, levels in expected.items():

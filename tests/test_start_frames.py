@@ -8,19 +8,19 @@ import torch
 from gymnasium.utils.env_checker import data_equivalence
 
 import streamvideo
-from streamvideo.cli import main
-from streamvideo.collect import collect, first_frames, load_dataset
-from streamvideo.envs.stream_env import StreamVideoEnv
-from streamvideo.envs.vector_env import StreamVideoVectorEnv
-from streamvideo.play import PlaySession, key_event
-from streamvideo.presets import (
+from streamvideo.apps.cli import main
+from streamvideo.apps.play import PlaySession, key_event
+from streamvideo.data.collect import collect, first_frames, load_dataset
+from streamvideo.engine.presets import (
     START_FRAMES_FILE,
-    add_start_frames,
     save_model_folder,
     tiny_random,
     trained_prompts,
     trained_start_frames,
 )
+from streamvideo.envs.stream_env import StreamVideoEnv
+from streamvideo.envs.vector_env import StreamVideoVectorEnv
+from streamvideo.train.data import add_start_frames
 
 TEXT_SPEC = {"name": "hash", "dim": 32, "max_tokens": 16, "seed": 0}
 SIZE = 32

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from streamvideo.text import HashTextEncoder, TextEncoder, UMT5Encoder
+from streamvideo.engine.text import HashTextEncoder, TextEncoder, UMT5Encoder
 
 WORDS = "a red car drives left right on the road blue sky jumps over wall".split()
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from streamvideo.cli import main
-from streamvideo.collect import collect
-from streamvideo.model import CausalDiT, ModelConfig
-from streamvideo.presets import GAME_ACTIONS
-from streamvideo.schedules import StepSchedule
+from streamvideo.apps.cli import main
+from streamvideo.data.collect import collect
+from streamvideo.engine.model import CausalDiT, ModelConfig
+from streamvideo.engine.presets import GAME_ACTIONS
+from streamvideo.engine.schedules import StepSchedule
 from streamvideo.train.common import read_metrics
 from streamvideo.train.data import load_codec, text_encoder
 from streamvideo.train.distill import Args as DistillArgs

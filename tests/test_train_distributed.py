@@ -20,10 +20,10 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from streamvideo.checkpoints import UserError
-from streamvideo.cli import main
-from streamvideo.collect import collect
-from streamvideo.schedules import StepSchedule
+from streamvideo.apps.cli import main
+from streamvideo.data.collect import collect
+from streamvideo.engine.checkpoints import UserError
+from streamvideo.engine.schedules import StepSchedule
 from streamvideo.train import distributed
 from streamvideo.train.common import check_equal_shares, read_metrics
 from streamvideo.train.distill import Args as DistillArgs
@@ -41,9 +41,9 @@ def train(out, stage, *extra):
 
 
 def torchrun(out, stage, *extra):
-    """`torchrun --nproc-per-node 2 -m streamvideo.cli train STAGE ...` (gloo on this CPU)."""
+    """`torchrun --nproc-per-node 2 -m streamvideo.apps.cli train STAGE ...` (gloo on this CPU)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "streamvideo.cli", "train", stage, "--out", str(out), *map(str, extra)]
+           "-m", "streamvideo.apps.cli", "train", stage, "--out", str(out), *map(str, extra)]
     done = subprocess.run(cmd, env=THREADS, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

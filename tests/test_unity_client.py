@@ -169,7 +169,7 @@ def _serve(log: Path, *extra: str, client_keys: dict | None = None):
 
     control, pub = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
     with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", control,
+        process = subprocess.Popen([sys.executable, "-m", "streamvideo.apps.cli", "serve", "--bind", control,
                                     "--pub", pub, "--model", MODEL, *extra], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + SERVER_START_S

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .collect import CollectError, make_env
-from .envs.game import ACTION_MEANINGS, StreamVideoGameEnv
-from .envs.game_themes import theme
-from .eval_agnostic import EvalError, Rollout
-from .eval_detectors import NOOP, PLANT, Sprites, direction
+from ..data.collect import CollectError, make_env
+from ..envs.game.env import ACTION_MEANINGS, StreamVideoGameEnv
+from ..envs.game.themes import theme
+from .agnostic import EvalError, Rollout
+from .detectors import NOOP, PLANT, Sprites, direction
 
 
 @dataclass

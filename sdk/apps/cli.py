@@ -5,7 +5,7 @@ modules are imported only when their subcommand runs, so `streamvideo bench` nev
 
 User mistakes (an unknown model, a corrupt weights file, a bad flag value, a device this machine lacks)
 are answered in one line, `streamvideo COMMAND: what was wrong, what was expected`, with exit code 2:
-modules raise `UserError` (from streamvideo.checkpoints, e.g. its CheckpointError) and `main` prints it;
+modules raise `UserError` (from streamvideo.engine.checkpoints, e.g. its CheckpointError) and `main` prints it;
 argparse errors print the same way. Every other exception is a bug and keeps its traceback.
 """
 
@@ -15,19 +15,19 @@ import argparse
 import importlib
 import sys
 
-from .checkpoints import UserError
-from .schedules import StepSchedule
+from ..engine.checkpoints import UserError
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "play": ("streamvideo.play", "play a world model with the keyboard (pygame)"),
-    "bench": ("streamvideo.bench", "measure first-chunk latency, FPS and memory of every rollout mode"),
+    "play": ("streamvideo.apps.play", "play a world model with the keyboard (pygame)"),
+    "bench": ("streamvideo.apps.bench", "measure first-chunk latency, FPS and memory of every rollout mode"),
     "serve": ("streamvideo.bridge.server", "serve sessions over ZeroMQ + MessagePack"),
     "keys": ("streamvideo.bridge.keys", "create CURVE key files for serve and its clients"),
-    "collect": ("streamvideo.collect", "record frames, actions and prompts from a Gymnasium env"),
+    "collect": ("streamvideo.data.collect", "record frames, actions and prompts from a Gymnasium env"),
     "train": ("streamvideo.train.cli", "run a training stage: codec | teacher | ode-pairs | student | distill"),
-    "eval": ("streamvideo.evaluate", "compare a world model against the real env it was trained on"),
-    "prompts": ("streamvideo.prompts", "list the prompts a model was trained on and its vocabulary, or check a prompt"),
+    "eval": ("streamvideo.evaluation.evaluate", "compare a world model against the real env it was trained on"),
+    "prompts": ("streamvideo.apps.prompts",
+                "list the prompts a model was trained on and its vocabulary, or check a prompt"),
 }
 USAGE_ERROR = 2
 
@@ -37,16 +37,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(USAGE_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def schedule_text(text: str) -> str:
-    """argparse type: a step allocation such as "4322222", checked now and kept as text (the rollout mode
-    picks the noise levels of each step count)."""
-    try:
-        StepSchedule.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import UserError
-from .cli import schedule_text
-from .presets import generator_from_parts, load_parts
-from .rollout import MODES
-from .threads import add_threads_argument, positive_int, set_threads
+from ..engine.checkpoints import UserError
+from ..engine.presets import generator_from_parts, load_parts
+from ..engine.rollout import MODES
+from ..engine.schedules import schedule_text
+from ..engine.threads import add_threads_argument, positive_int, set_threads
 
 UNIFORM_MODES = ("self_forcing", "hierarchical")
 

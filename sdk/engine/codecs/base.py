@@ -46,7 +46,7 @@ class Codec(nn.Module):
         raise NotImplementedError
 
     def config(self) -> dict:
-        """Constructor arguments plus `name`, so `streamvideo.codecs.build(**codec.config())` rebuilds it."""
+        """Constructor arguments plus `name`, so `streamvideo.engine.codecs.build(**codec.config())` rebuilds it."""
         raise NotImplementedError
 
     # ---- shared argument checks -------------------------------------------------------------

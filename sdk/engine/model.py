@@ -1,7 +1,7 @@
 """CausalDiT: the Wan2.1 text-to-video transformer, made causal and streamable, with action input.
 
 Parameter names follow `diffusers.WanTransformer3DModel`, so a diffusers-format state dict loads
-with strict=True (see `streamvideo.checkpoints`). One set of weights serves three attention paths:
+with strict=True (see `streamvideo.engine.checkpoints`). One set of weights serves three attention paths:
 
 - bidirectional: every frame attends to every frame (the teacher, and diffusers parity);
 - block-causal: frames attend to their own and earlier chunks of `chunk_frames` latent frames

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .eval_agnostic import Setting
+    from .agnostic import Setting
 
 SHEET_FRAMES = (1, 4, 8, 16, 32, 64)
 

@@ -187,7 +187,7 @@ def install_hint(module: str | None) -> str:
 def make_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:
     """gym.make with rgb_array rendering, after registering the built-in game and the id's namespace;
     clear errors otherwise."""
-    from streamvideo.envs.game import register_game
+    from streamvideo.envs.game.env import register_game
 
     register_game()
     load_namespace(env_id)

@@ -29,7 +29,7 @@ from .generator import StreamGenerator, check_start_frames
 from .model import PRESETS, CausalDiT, ModelConfig
 from .text import HashTextEncoder, TextEncoder
 
-PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+PACKAGE_WEIGHTS = Path(__file__).parents[1] / "weights"  # sdk/weights: the package data of `streamvideo`
 # the built-in game's actions, named as its get_action_meanings() names them
 GAME_ACTIONS = ActionSpec("discrete", n=6, meanings=("NOOP", "UP", "DOWN", "LEFT", "RIGHT", "PLANT"))
 RANDOM_PRESETS = ("tiny-random", "tiny-random-steered", "wan2.1-1.3b")
@@ -318,22 +318,6 @@ def checked_start_frames(name_or_path, parts, prompts: list[str]) -> np.ndarray 
                                   latent_hw[1] * codec.spatial_factor)
     except ValueError as err:
         raise CheckpointError(f"{find_folder(str(name_or_path)) / START_FRAMES_FILE}: {err}") from None
-
-
-def add_start_frames(folder, data_dir) -> Path:
-    """Give an existing model folder start frames: for each of its recorded prompts, the first chunk of
-    frames of the first episode with that prompt in `data_dir` (a `streamvideo collect` dataset)."""
-    from .collect import first_frames
-    folder = find_folder(str(folder))
-    meta = read_meta(folder)
-    prompts = trained_prompts(folder)
-    if not prompts:
-        raise ValueError(f"{folder / MODEL_FILE} records no trained prompts to pair start frames with")
-    codec = build_codec(**meta["codec"])
-    frames = first_frames(data_dir, prompts, frames=meta["model"]["chunk_frames"] * codec.temporal_factor)
-    height, width = (n * codec.spatial_factor for n in meta["latent_hw"])
-    write_start_frames(folder, check_start_frames(frames, prompts, height, width))
-    return folder
 
 
 def generator_from_parts(parts, mode: str = "diagonal", schedule=None, **kw) -> StreamGenerator:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .game_themes import Theme
+from .themes import Theme
 
 FACINGS = ("up", "down", "left", "right")
 FACING_VECTORS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}

@@ -50,9 +50,10 @@ NAMED_KEYS = 5   # an error names this many keys of each kind, then counts the r
 
 class UserError(ValueError):
     """A mistake of the user's, not a bug: the message says what was wrong and what was expected (naming the
-    file or value); the command line (`streamvideo.cli`) prints it in one line and exits 2. A ValueError, so
-    library callers that catch those keep working. It lives here, not in cli.py, because the package imports
-    this module at start-up and `python -m streamvideo.cli` warns when cli.py was imported before it runs."""
+    file or value); the command line (`streamvideo.apps.cli`) prints it in one line and exits 2. A ValueError, so
+    library callers that catch those keep working. It lives here, not in cli.py: the engine raises it and imports
+    nothing from the apps (docs/architecture.md), and the package imports this module at start-up, while
+    `python -m streamvideo.apps.cli` warns when cli.py was imported before it runs."""
 
 
 class CheckpointError(UserError):

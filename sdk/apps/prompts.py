@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .presets import trained_prompts
-from .text import prompt_words, unknown_words, vocabulary
+from ..engine.presets import trained_prompts
+from ..engine.text import prompt_words, unknown_words, vocabulary
 
 MAX_LISTED_NUMBERS = 4  # a group label names its prompts up to this many, then only counts them
 

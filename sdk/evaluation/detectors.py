@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .envs.game_weather import FOG_COLOUR, FOG_KEEP
+from ..envs.game.weather import FOG_COLOUR, FOG_KEEP
 
 MOVES = {1: (0, -1), 2: (0, 1), 3: (-1, 0), 4: (1, 0)}   # action -> unit world displacement (x, y)
 NOOP, PLANT = 0, 5

@@ -5,7 +5,7 @@ on their own, and the verb plants a flower that stays where it was planted, so a
 to remember what scrolled off screen. Rendering is pure numpy: the static world is one image built
 at reset and each frame is a slice of it plus a few sprites (tens of thousands of frames/s).
 
-    from streamvideo.envs.game import register_game
+    from streamvideo.envs.game.env import register_game
     register_game()
     env = gym.make("StreamVideoGame-v0")          # or StreamVideoGameEnv(size=128)
     frame, info = env.reset(seed=0, options={"theme": 3})
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from .game_draw import FACING_VECTORS, avatar_sprites, blit, build_world, critter_sprite, flower_sprite
-from .game_themes import N_THEMES, Theme, theme
-from .game_weather import WeatherLayer
+from .draw import FACING_VECTORS, avatar_sprites, blit, build_world, critter_sprite, flower_sprite
+from .themes import N_THEMES, Theme, theme
+from .weather import WeatherLayer
 
 GAME_ID = "StreamVideoGame-v0"
 MAX_EPISODE_STEPS = 1000  # about a minute of play at 15 frames/s
@@ -225,5 +225,5 @@ class StreamVideoGameEnv(gym.Env):
 def register_game() -> None:
     """Register `StreamVideoGame-v0` with Gymnasium (safe to call more than once)."""
     if GAME_ID not in gym.registry:
-        gym.register(id=GAME_ID, entry_point="streamvideo.envs.game:StreamVideoGameEnv",
+        gym.register(id=GAME_ID, entry_point="streamvideo.envs.game.env:StreamVideoGameEnv",
                      max_episode_steps=MAX_EPISODE_STEPS)

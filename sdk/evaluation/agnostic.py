@@ -31,9 +31,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .actions import ActionSpec
-from .collect import CollectError, current_prompt, describe_action_space, make_env, parse_env_args, read_frame
-from .eval_detectors import frame_stats, psnr, slope_percent_per_minute, ssim
+from ..data.collect import CollectError, current_prompt, describe_action_space, make_env, parse_env_args, read_frame
+from ..engine.actions import ActionSpec
+from .detectors import frame_stats, psnr, slope_percent_per_minute, ssim
 
 # held-out seed blocks (added to --seed), so no two measures replay the same episode
 DRIFT_SEED, ACTION_SEEDS = 400, 600

@@ -10,7 +10,7 @@ and every reset, from those of the prompt (`generator.start_frames_for`), so the
 real scene instead of inventing one from noise; `--no-start-frames` starts from the text alone.
 
 Keys: the model's actions (arrows / WASD / space..., from the env's action names where the model has them;
-the rules are in `streamvideo.keymap`; listed on the help overlay, and printed once at start for a model
+the rules are in `streamvideo.apps.keymap`; listed on the help overlay, and printed once at start for a model
 without action names; a Box space also takes the mouse), Enter to type a new prompt (Enter again applies it
 from the next chunk, Esc cancels), R reset, P pause, F12 screenshot, H help, Esc quit.
 
@@ -41,10 +41,10 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from .checkpoints import UserError  # noqa: E402
-from .cli import schedule_text  # noqa: E402
+from ..engine.checkpoints import UserError  # noqa: E402
+from ..engine.schedules import schedule_text  # noqa: E402
+from ..engine.threads import add_threads_argument, positive_int, set_threads  # noqa: E402
 from .keymap import KeyMap  # noqa: E402
-from .threads import add_threads_argument, positive_int, set_threads  # noqa: E402
 from .video import Mp4Writer  # noqa: E402
 
 FALLBACK_MODEL = "tiny-random"
@@ -104,14 +104,14 @@ def run(args: argparse.Namespace) -> int:
 
 def load_model(args: argparse.Namespace):
     """(generator, name): the requested model, or the tiny random one when "default" is not installed."""
-    import streamvideo
+    from ..engine.presets import load, preset_names
 
     name = args.model
-    if name == "default" and name not in streamvideo.preset_names():
+    if name == "default" and name not in preset_names():
         print(f'model "default" is not installed; playing "{FALLBACK_MODEL}" (random weights) instead')
         name = FALLBACK_MODEL
     settings = {k: v for k, v in dict(mode=args.mode, schedule=args.schedule).items() if v is not None}
-    return streamvideo.load(name, device=args.device, **settings), name
+    return load(name, device=args.device, **settings), name
 
 
 def start_stream(generator, prompt: str | None, seed: int, start_frames: bool) -> int:

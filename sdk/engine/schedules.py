@@ -18,6 +18,7 @@ entries went through the shift warp.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
 from .flow import shift_sigma
@@ -109,3 +110,13 @@ class StepSchedule:
 
     def __str__(self) -> str:
         return "".join(map(str, self.steps))
+
+
+def schedule_text(text: str) -> str:
+    """argparse type: a step allocation such as "4322222", checked now and kept as text (the rollout mode
+    picks the noise levels of each step count). Every command that takes --schedule uses it, training's too."""
+    try:
+        StepSchedule.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text

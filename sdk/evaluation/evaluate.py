@@ -1,7 +1,7 @@
 """`streamvideo eval --model M [--model M2 ...] [--env ENV_ID]`: world models against the real env and baselines.
 
 Any Gymnasium env that renders rgb_array (`--env`, `--env-arg KEY=VALUE`) gets the game-agnostic measures
-of eval_agnostic.py: fidelity against the copy-last-frame baseline, action following by nearest real
+of agnostic.py: fidelity against the copy-last-frame baseline, action following by nearest real
 rollout, drift and speed. The built-in game (`StreamVideoGame-v0`, the default) gets its own measures,
 below, unless `--agnostic` asks for the agnostic ones there too.
 
@@ -35,8 +35,8 @@ Themes: the model folder's streamvideo.json "prompts" (each mapped to its game t
 and 1; episodes cycle through them; the switch goes from the first to the first with another ground.
 Writes OUT/<model>/eval.json, contact_sheet.png (per episode: real over generated at frames 1, 4, 8,
 16, 32, 64), prompt_switch.png (the game), eval.png (PSNR curves, drift) and OUT/table.md
-(docs/evaluation.md). The detectors live in eval_detectors.py, the real game's rollouts in eval_game.py,
-the figures in eval_report.py.
+(docs/evaluation.md). The detectors live in detectors.py, the real game's rollouts in game.py,
+the figures in report.py.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .collect import DEFAULT_RESIZE, RESIZE_METHODS
-from .envs.game import ACTION_MEANINGS, StreamVideoGameEnv
-from .envs.game_themes import N_THEMES, theme
-from .eval_agnostic import (
+from ..data.collect import DEFAULT_RESIZE, RESIZE_METHODS
+from ..envs.game.env import ACTION_MEANINGS, StreamVideoGameEnv
+from ..envs.game.themes import N_THEMES, theme
+from .agnostic import (
     DRIFT_SEED,
     CopyLast,
     EvalError,
@@ -73,8 +73,8 @@ from .eval_agnostic import (
     segment_stats,
     usable_horizons,
 )
-from .eval_detectors import NOOP, PLANT, ActionDetector, ThemeClassifier, avatar_present, flower_present
-from .eval_game import (
+from .detectors import NOOP, PLANT, ActionDetector, ThemeClassifier, avatar_present, flower_present
+from .game import (
     Real,
     action_plan,
     effect,
@@ -85,9 +85,9 @@ from .eval_game import (
     switch_themes,
     without_avatar,
 )
-from .eval_report import contact_sheet, plot, switch_sheet, table_row, write_table
+from .report import contact_sheet, plot, switch_sheet, table_row, write_table
 
-# held-out seed blocks of the game (added to --seed; eval_agnostic holds DRIFT_SEED and ACTION_SEEDS)
+# held-out seed blocks of the game (added to --seed; agnostic.py holds DRIFT_SEED and ACTION_SEEDS)
 MEMORY_SEEDS, SWITCH_SEEDS, REFERENCE_SEEDS = 200, 300, 500
 BASELINES = ("copy last frame", "theme mean frame")
 
@@ -96,7 +96,7 @@ BASELINES = ("copy last frame", "theme mean frame")
 
 def resolve_model(name: str) -> tuple[str, dict]:
     """A model name -> (what streamvideo.load takes, its streamvideo.json; {} for tiny-random)."""
-    from .presets import MODEL_FILE, PACKAGE_WEIGHTS
+    from ..engine.presets import MODEL_FILE, PACKAGE_WEIGHTS
     if name == "tiny-random":
         return name, {}
     folder = PACKAGE_WEIGHTS / name if (PACKAGE_WEIGHTS / name / MODEL_FILE).exists() else Path(name)
@@ -386,9 +386,9 @@ def check_game_args(args) -> None:
 
 
 def load_generator(source: str, meta: dict):
-    import streamvideo
+    from ..engine.presets import load
     try:
-        return streamvideo.load(source, device="cpu", kv_noise=meta.get("kv_noise"))
+        return load(source, device="cpu", kv_noise=meta.get("kv_noise"))
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         raise EvalError(f"cannot load {source}: {err}") from None
 

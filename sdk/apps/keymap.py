@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import pygame
 
-from .actions import ActionSpec
+from ..engine.actions import ActionSpec
 
 ARROWS = {  # direction -> (keys, label)
     "up": ((pygame.K_UP, pygame.K_w), "Up/W"),
