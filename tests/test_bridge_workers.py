@@ -28,7 +28,7 @@ from streamvideo.bridge import (
     create_keys,
 )
 from streamvideo.bridge import protocol as P
-from streamvideo.bridge.server import READY
+from streamvideo.bridge.link import READY
 
 pytestmark = pytest.mark.timeout(120)
 HEARTBEAT_MS = 200   # a worker is lost after 3 silent heartbeats: 0.6 s

@@ -21,7 +21,7 @@ from ..engine.checkpoints import UserError
 COMMANDS = {
     "play": ("streamvideo.apps.play", "play a world model with the keyboard (pygame)"),
     "bench": ("streamvideo.apps.bench", "measure first-chunk latency, FPS and memory of every rollout mode"),
-    "serve": ("streamvideo.bridge.server", "serve sessions over ZeroMQ + MessagePack"),
+    "serve": ("streamvideo.bridge.serve", "serve sessions over ZeroMQ + MessagePack"),
     "keys": ("streamvideo.bridge.keys", "create CURVE key files for serve and its clients"),
     "collect": ("streamvideo.data.collect", "record frames, actions and prompts from a Gymnasium env"),
     "train": ("streamvideo.train.cli", "run a training stage: codec | teacher | ode-pairs | student | distill"),
