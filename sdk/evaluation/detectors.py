@@ -1,6 +1,6 @@
 """What `streamvideo eval` measures on a frame: fidelity metrics, drift statistics and the detectors
 (held action, avatar presence, a planted flower, the theme). Every detector reads only pixels and the
-game's own sprites, so it judges generated frames exactly as it judges real ones; tests/test_evaluate.py
+game's own sprites, so it judges generated frames exactly as it judges real ones; tests/evaluation/test_evaluate.py
 checks each one on ground-truth frames where it must succeed and on frames where it must fail.
 """
 
@@ -21,7 +21,7 @@ AVATAR_COST = 20.0
 FLOWER_COST = 20.0
 KEEP = 0.8         # share of a sprite's pixels scored (the rest may be hidden by weather)
 # a frame is read as a theme when its colour histogram is at most this many times as far from that theme's
-# as from the other's: real frames are < 0.25 (another ground), noise about 1 (tests/test_evaluate.py)
+# as from the other's: real frames are < 0.25 (another ground), noise about 1 (tests/evaluation/test_evaluate.py)
 THEME_MARGIN = 0.75
 SEARCH_RADIUS = 3   # pixels a sprite may sit from where the game draws it and still count
 

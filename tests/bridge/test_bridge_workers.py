@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from test_bridge import LOOPBACK, MODEL, Raw, serve_process, start_server
+from servers import LOOPBACK, MODEL, Raw, serve_process, start_server
 
 from streamvideo.apps.cli import main
 from streamvideo.bridge import (

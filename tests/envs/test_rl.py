@@ -145,7 +145,7 @@ def test_adapter_takes_the_batched_env_in_gymnasium_vector_wrappers():
 
 @needs_sb3
 def test_the_ppo_example_runs_on_tiny_random():
-    example = Path(__file__).parent.parent / "examples" / "ppo_world_model.py"
+    example = Path(__file__).parents[2] / "examples" / "ppo_world_model.py"
     args = ["--model", MODEL, "--envs", "2", "--episode-steps", "4", "--n-steps", "16", "--timesteps", "32"]
     result = subprocess.run([sys.executable, str(example), *args], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})

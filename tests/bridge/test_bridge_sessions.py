@@ -9,25 +9,12 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from test_bridge import LOOPBACK, MODEL, Raw, start_server
+from servers import LOOPBACK, MODEL, Raw, start_server
 
 from streamvideo.bridge import BridgeError, Client, Limits, Server, ServerConfig, StreamEnded
 from streamvideo.bridge import protocol as P
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = start_server()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server):
-    with Client(server.endpoints["control"], timeout=30) as c:
-        yield c
 
 
 def spy_socket(server, prefixes) -> zmq.Socket:

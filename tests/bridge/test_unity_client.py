@@ -28,7 +28,7 @@ import pytest
 msgpack = pytest.importorskip("msgpack")
 zmq = pytest.importorskip("zmq")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "bridge" / "unity" / "ci" / "run_conformance.sh"
 MODEL = "tiny-random"
 EPISODE = {

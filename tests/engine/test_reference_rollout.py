@@ -1,4 +1,4 @@
-"""The cached engine equals the slow reference rollout (tests/reference_rollout.py) in every mode, for three
+"""The cached engine equals the slow reference rollout (tests/engine/reference_rollout.py) in every mode, for three
 attention windows and more, with sinks on and off, batched streams with different histories, and re-cache."""
 
 import pytest

@@ -2,7 +2,6 @@
 CURVE, and fuzzing with malformed messages. Servers bind tcp://127.0.0.1:* (a free port chosen by the OS).
 """
 
-import os
 import re
 import signal
 import subprocess
@@ -14,10 +13,10 @@ import gymnasium as gym
 import msgpack
 import numpy as np
 import pytest
-import zmq
 from gymnasium.utils.env_checker import check_env, data_equivalence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servers import LOOPBACK, MODEL, Raw, serve_process, start_server
 
 import streamvideo
 import streamvideo.envs  # noqa: F401  (registers StreamVideo-v0)
@@ -25,59 +24,6 @@ from streamvideo.bridge import BridgeError, Client, Limits, RemoteEnv, Server, S
 from streamvideo.bridge import protocol as P
 
 pytestmark = pytest.mark.timeout(120)
-MODEL = "tiny-random"
-LOOPBACK = "tcp://127.0.0.1:*"
-
-
-def start_server(**overrides) -> Server:
-    limits = overrides.pop("limits", Limits(max_sessions=16, idle_timeout_ms=5000, stream_sndbuf=64 << 10))
-    config = ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=(MODEL,), heartbeat_ms=200, limits=limits, **overrides)
-    return Server(config).start()
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = start_server()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server):
-    with Client(server.endpoints["control"], timeout=30) as c:
-        yield c
-
-
-class Raw:
-    """A bare DEALER speaking the wire format, for what the Client would never send."""
-
-    def __init__(self, address: str, hello: bool = True):
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.connect(address)
-        self.ids = iter(range(1, 1 << 62))
-        if hello:
-            assert self.call({"op": "hello", "version": P.PROTOCOL_VERSION})["ok"]
-
-    def send(self, frames: list) -> None:
-        self.sock.send_multipart(frames)
-
-    def reply(self, timeout: float = 30.0) -> dict:
-        assert self.sock.poll(int(timeout * 1000)), "no reply from the server"
-        return msgpack.unpackb(self.sock.recv_multipart()[0])
-
-    def call(self, header: dict, buffers: list = ()) -> dict:
-        header = {"id": next(self.ids), **header}
-        self.send(P.pack(header, buffers))
-        reply = self.reply()
-        assert reply["id"] == header["id"]
-        return reply
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-# ---------------------------------------------------------------------- handshake
 
 
 def test_handshake_reports_version_models_and_limits(client):
@@ -379,19 +325,6 @@ def test_fuzzing_with_malformed_messages_leaves_sessions_and_server_unharmed():
 
 
 # ---------------------------------------------------------------------- command line
-
-
-def serve_process(*options: str) -> tuple[subprocess.Popen, str, str]:
-    """`streamvideo serve` of MODEL on free loopback ports in a subprocess, once it serves: (process, control
-    endpoint, stream endpoint), as the server logs them."""
-    proc = subprocess.Popen([sys.executable, "-m", "streamvideo.apps.cli", "serve", "--bind", LOOPBACK,
-                             "--pub", LOOPBACK, "--model", MODEL, *options],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    for line in proc.stderr:
-        if match := re.search(r"on (tcp://\S+), streams on (tcp://\S+)", line):
-            return proc, match.group(1), match.group(2)
-    proc.kill()
-    raise AssertionError(f"streamvideo serve {' '.join(options)} exited (rc {proc.wait()}) before serving")
 
 
 def test_streamvideo_serve_command(tmp_path):
