@@ -40,8 +40,8 @@ import numpy as np
 
 import streamvideo
 import streamvideo.envs  # noqa: F401  (registers StreamVideo-v0)
-from streamvideo.actions import ActionSpec
 from streamvideo.bridge import Client, RemoteEnv, Server, ServerConfig
+from streamvideo.engine.actions import ActionSpec
 
 LOOPBACK = "tcp://127.0.0.1:*"
 RESULTS = Path(__file__).parent / "results"
@@ -126,8 +126,8 @@ def env_overhead(model: str, steps: int) -> dict:
 
 def start_serve(model: str, *options: str) -> tuple[subprocess.Popen, str]:
     """`streamvideo serve` in a subprocess on free loopback ports: (process, control address)."""
-    proc = subprocess.Popen([sys.executable, "-m", "streamvideo.cli", "serve", "--bind", LOOPBACK, "--pub", LOOPBACK,
-                             "--model", model, *options], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "streamvideo.apps.cli", "serve", "--bind", LOOPBACK,
+                             "--pub", LOOPBACK, "--model", model, *options], stderr=subprocess.PIPE, text=True)
     address = next(m.group(1) for line in proc.stderr if (m := re.search(r"on (tcp://\S+), streams", line)))
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep the pipe drained
     return proc, address

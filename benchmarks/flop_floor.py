@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from streamvideo.model import PRESETS
+from streamvideo.engine.model import PRESETS
 
 LOCAL_RESULTS = Path(__file__).parent / "results" / "local"   # runs that should not replace committed results
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from streamvideo.model import PRESETS, CausalDiT, StreamContext, WanBlock
-from streamvideo.rope import rope_angles
+from streamvideo.engine.model import PRESETS, CausalDiT, StreamContext, WanBlock
+from streamvideo.engine.rope import rope_angles
 
 PRESET = "wan2.1-1.3b"
 GPUS = (1, 8, 16, 64)

@@ -16,7 +16,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from streamvideo.envs.game import GAME_ID, register_game
+from streamvideo.envs.game.env import GAME_ID, register_game
 
 LOCAL_RESULTS = Path(__file__).parent / "results" / "local"   # runs that should not replace committed results
 

@@ -10,7 +10,7 @@ import importlib
 
 _EXPORTS = {
     "Client": "client", "Session": "client", "Stream": "client", "StreamEnded": "client", "RemoteChunk": "client",
-    "Server": "server", "ServerConfig": "server", "Front": "front", "FrontConfig": "front",
+    "Server": "server", "ServerConfig": "endpoint", "Front": "front", "FrontConfig": "front",
     "RemoteEnv": "remote_env", "RemoteGenerator": "remote_env",
     "BridgeError": "protocol", "Limits": "protocol", "PROTOCOL_VERSION": "protocol",
     "create_keys": "keys",

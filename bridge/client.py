@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import zmq
-import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from . import protocol as P
+from .keys import load_curve
 from .protocol import BridgeError
 
 CLIENT_MAX_MESSAGE = 1 << 30
@@ -52,7 +52,7 @@ class Client:
                  name: str = "streamvideo-python", context: zmq.Context | None = None):
         self.address, self.timeout, self.retries = address, timeout, retries
         self._context = context or zmq.Context.instance()
-        self._curve = _load_curve(server_key, client_key)
+        self._curve = load_curve(server_key, client_key)
         self._ids = itertools.count(1)
         self.sessions: dict[str, Session] = {}
         self.async_errors: list[dict] = []  # errors answering requests sent with wait=False (latest 16)
@@ -320,15 +320,3 @@ def _wire_action(action, buffers: list):
         return None if action is None else int(action)
     array = np.asarray(action)
     return P.encode_array(array, buffers if array.nbytes > 4096 else None)
-
-
-def _load_curve(server_key, client_key):
-    if server_key is None and client_key is None:
-        return None
-    if server_key is None or client_key is None:
-        raise ValueError("CURVE needs both server_key (server.key) and client_key (NAME.key_secret)")
-    server_public, _ = zmq.auth.load_certificate(str(server_key))
-    public, secret = zmq.auth.load_certificate(str(client_key))
-    if secret is None:
-        raise ValueError(f"{client_key} holds no secret key; pass the NAME.key_secret file")
-    return server_public, public, secret

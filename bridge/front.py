@@ -4,7 +4,7 @@ device or a share of the CPU threads each) and `streamvideo serve --attach ENDPO
 Clients see protocol 1.1 unchanged (PROTOCOL.md): the front binds the same ROUTER and XPUB, checks and answers
 `hello`, `ping` and server `stats` itself, and hands every other request to a worker: `open` to the live worker
 with the fewest sessions, a session's requests to the worker holding it. A worker is the ordinary `Server` in
-worker mode (server.py). The link is the zguide's Paranoid Pirate:
+worker mode (server.py). The link is the zguide's Paranoid Pirate (link.py):
 
     clients   --ROUTER-->  front  --ROUTER (worker_bind)-->  worker DEALER   [worker, client, header, buffers...]
     watchers  <--XPUB---   front  <--SUB (worker_pub)-----   worker PUB      [topic, header, buffers...]
@@ -32,26 +32,13 @@ from pathlib import Path
 import msgpack
 import zmq
 
-from streamvideo.threads import default_threads
+from streamvideo.engine.threads import default_threads
 
 from . import protocol as P
+from .endpoint import MAX_POLL_MS, SWEEP_SECONDS, Endpoint, ServerConfig, check_exposure, waiting
+from .link import DISCONNECT, HEARTBEAT, LINK_STREAM_HWM, LIVENESS, READY, WELCOME, with_host
 from .protocol import BridgeError
-from .server import (
-    DISCONNECT,
-    HEARTBEAT,
-    LINK_STREAM_HWM,
-    LIVENESS,
-    MAX_POLL_MS,
-    READY,
-    SWEEP_SECONDS,
-    WELCOME,
-    Endpoint,
-    ServerConfig,
-    _with_host,
-    check_exposure,
-    end_message,
-    waiting,
-)
+from .streams import end_message
 
 log = logging.getLogger("streamvideo.bridge.front")
 
@@ -154,8 +141,8 @@ class Front(Endpoint):
     def _worker_commands(self) -> list[list[str]]:
         """`streamvideo serve --attach` for each local worker, with this front's settings."""
         config, front = self.config, self.front_config
-        command = [sys.executable, "-m", "streamvideo.cli", "serve", "--front-pid", str(os.getpid()),
-                   "--attach", _with_host(self.endpoints["workers"], "127.0.0.1"),
+        command = [sys.executable, "-m", "streamvideo.apps.cli", "serve", "--front-pid", str(os.getpid()),
+                   "--attach", with_host(self.endpoints["workers"], "127.0.0.1"),
                    "--max-sessions", str(config.limits.max_sessions), "--max-batch", str(config.max_batch),
                    "--idle-timeout", str(config.limits.idle_timeout_ms / 1000),
                    "--heartbeat", str(config.heartbeat_ms / 1000)]

@@ -10,15 +10,15 @@ in-process env, because it *is* that env with its generator replaced by a server
 
 from __future__ import annotations
 
-import streamvideo
-from streamvideo.actions import ActionSpec
+from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.generator import StreamGenerator
 from streamvideo.envs.stream_env import StreamVideoEnv
 
 from .client import Client, RemoteChunk, Session
 from .protocol import BridgeError
 
 
-class RemoteGenerator(streamvideo.StreamGenerator):
+class RemoteGenerator(StreamGenerator):
     """The StreamGenerator interface served by a bridge session in lock-step mode.
 
     It subclasses StreamGenerator only so StreamVideoEnv accepts it; no model lives in this process

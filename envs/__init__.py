@@ -3,7 +3,7 @@
 Stable-Baselines3's VecEnv over the batched env is `streamvideo.envs.sb3.SB3VecEnv` (the `rl` extra).
 """
 
-from .game import GAME_ID, StreamVideoGameEnv, register_game
+from .game.env import GAME_ID, StreamVideoGameEnv, register_game
 from .registration import ENV_ID, register_envs
 from .stream_env import OBSERVATIONS, StreamVideoEnv
 from .vector_env import StreamVideoVectorEnv

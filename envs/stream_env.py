@@ -32,7 +32,7 @@ info holds "frames", "chunk" (index in the episode), "nfe" (network evaluations 
 "prompt"; with `timing_info=True` also "seconds", the chunk's generation wall time. That one is off by
 default: it differs from run to run, so Gymnasium's env checker would reject the env as non-deterministic.
 
-Threads (`threads=`): the env sets torch's CPU thread count (`streamvideo.threads.set_threads`); None, the
+Threads (`threads=`): the env sets torch's CPU thread count (`streamvideo.engine.threads.set_threads`); None, the
 default, is `default_threads()`, the CPU cores less one. torch's own default, one thread per core, collapses
 on a small shared machine: 2 threads on a 2-core machine next to one busy process (the agent, a game loop)
 generated 3.6 frames/s where 1 thread generated 113. Forked worker processes (AsyncVectorEnv) keep one
@@ -50,8 +50,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import streamvideo
-from streamvideo import threads as torch_threads
+from streamvideo.engine import threads as torch_threads
+from streamvideo.engine.generator import StreamGenerator
+from streamvideo.engine.presets import load
 
 # reward_fn(frames [T,H,W,3] uint8, action, info) -> float; terminate_fn(...) -> bool
 RewardFn = Callable[[np.ndarray, Any, dict], float]
@@ -85,8 +86,8 @@ def load_generator(model, *, device=None, mode=None, schedule=None, batch_size: 
     """A StreamGenerator from a preset name, a checkpoint path or a ready generator."""
     settings = {k: v for k, v in dict(device=device, mode=mode, schedule=schedule).items() if v is not None}
     if isinstance(model, (str, PathLike)):
-        return streamvideo.load(model, batch_size=batch_size, **settings)
-    if not isinstance(model, streamvideo.StreamGenerator):
+        return load(model, batch_size=batch_size, **settings)
+    if not isinstance(model, StreamGenerator):
         raise TypeError(f"model must be a preset name, a checkpoint path or a StreamGenerator, "
                         f"got {type(model).__name__}")
     if settings:

@@ -12,7 +12,7 @@ import gymnasium as gym
 import pygame
 
 import streamvideo  # noqa: F401  (registers StreamVideo-v0)
-from streamvideo.keymap import KeyMap
+from streamvideo.apps.keymap import KeyMap
 
 MODEL = "tiny-random"  # small random weights that run anywhere; "default" is the trained game model
 SCALE = 8

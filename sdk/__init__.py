@@ -6,14 +6,19 @@
     chunk = gen.step(action=4)                   # chunk.frames: uint8 [T, H, W, 3]
 
 Importing streamvideo registers the Gymnasium envs `StreamVideo-v0` and `StreamVideoGame-v0`.
+
+This module is the public face of the package, for its users: it may import any layer, and no module of
+the package imports it back (docs/architecture.md, checked by tests/test_architecture.py).
 """
 
-from .actions import ActionSpec
-from .generator import Chunk, StreamGenerator
-from .presets import load, preset_names
-from .schedules import StepSchedule
+from importlib.metadata import version
 
-__version__ = "0.1.0"
+from .engine.actions import ActionSpec
+from .engine.generator import Chunk, StreamGenerator
+from .engine.presets import load, preset_names
+from .engine.schedules import StepSchedule
+
+__version__ = version("streamvideo")  # pyproject.toml's; the bridge's hello reports the same
 __all__ = ["ActionSpec", "Chunk", "StepSchedule", "StreamGenerator", "load", "preset_names"]
 
 

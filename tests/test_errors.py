@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import streamvideo
-from streamvideo.checkpoints import CheckpointError, UserError
-from streamvideo.cli import main
-from streamvideo.codecs import PCACodec
-from streamvideo.model import CausalDiT
-from streamvideo.presets import load_parts, save_model_folder, tiny_random
+from streamvideo.apps.cli import main
+from streamvideo.engine.checkpoints import CheckpointError, UserError
+from streamvideo.engine.codecs import PCACodec
+from streamvideo.engine.model import CausalDiT
+from streamvideo.engine.presets import load_parts, save_model_folder, tiny_random
 from streamvideo.train.common import Run, RunArgs
 
 PROMPTS = ["a grassy meadow", "a sandy desert"]
@@ -313,7 +313,7 @@ def test_cuda_without_cuda_is_one_line(capsys, monkeypatch):
 def test_a_real_bug_keeps_its_traceback(monkeypatch):
     def broken(args):
         raise KeyError("a bug")
-    monkeypatch.setattr("streamvideo.bench.run", broken)
+    monkeypatch.setattr("streamvideo.apps.bench.run", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["bench"])
 
@@ -328,7 +328,7 @@ def test_a_real_bug_keeps_its_traceback(monkeypatch):
     (["train", "teacher", "--codec", "pixel:8"], {}, "streamvideo train teacher: --data DATASET_FOLDER is required"),
 ])
 def test_the_installed_command_exits_2_with_one_line_and_no_traceback(argv, env, line):
-    proc = subprocess.run([sys.executable, "-m", "streamvideo.cli", *argv], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "streamvideo.apps.cli", *argv], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert (proc.stdout + proc.stderr).splitlines() == [line]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from ..checkpoints import UserError
+from ..engine.checkpoints import UserError
 
 STAGES = {
     "codec": ("streamvideo.train.codec", "frame codec: PCA over 8x8 patches (default) or a small TAEHV autoencoder"),

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..codecs import PCACodec, TAEHVCodec
-from ..codecs.taehv import MemBlock, run_blocks
-from ..collect import load_dataset
+from ..data.collect import load_dataset
+from ..engine.codecs import PCACodec, TAEHVCodec
+from ..engine.codecs.taehv import MemBlock, run_blocks
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import check_frame_size, frames_to_tensor, save_codec
 from .distributed import distribute, global_mean, is_main, main_only, shard

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..checkpoints import CheckpointError, load_state_checked
-from ..cli import schedule_text
-from ..threads import positive_int
+from ..engine.checkpoints import CheckpointError, load_state_checked
+from ..engine.schedules import schedule_text
+from ..engine.threads import positive_int
 from .distributed import (
     barrier,
     global_mean,

@@ -1,4 +1,5 @@
-"""Training data: frame clips from `streamvideo collect`, latent clips, text tokens, codec folders.
+"""Training data: frame clips from `streamvideo collect`, latent clips, text tokens, codec folders, and the
+start frames a model folder takes from a data set (`add_start_frames`).
 
 Alignment: a latent frame k covers video frames [k*tf, (k+1)*tf) (tf = the codec's temporal factor);
 its action vector is the mean of the network's vectors (`ActionSpec.vectors`: one-hots, Box values rescaled
@@ -15,13 +16,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..actions import ActionSpec
-from ..checkpoints import UserError
-from ..codecs import Codec, PixelCodec
-from ..codecs import build as build_codec
-from ..collect import META_FILE, load_dataset
-from ..presets import text_encoder_from_meta
-from ..text import TextEncoder
+from ..data.collect import META_FILE, first_frames, load_dataset
+from ..engine.actions import ActionSpec
+from ..engine.checkpoints import UserError
+from ..engine.codecs import Codec, PixelCodec
+from ..engine.codecs import build as build_codec
+from ..engine.generator import check_start_frames
+from ..engine.presets import (
+    MODEL_FILE,
+    find_folder,
+    read_meta,
+    text_encoder_from_meta,
+    trained_prompts,
+    write_start_frames,
+)
+from ..engine.text import TextEncoder
 
 CODEC_META = "codec.json"
 CODEC_WEIGHTS = "codec.safetensors"
@@ -90,7 +99,7 @@ def save_codec(folder, codec: Codec) -> None:
 
 def load_codec(spec) -> Codec:
     """A codec folder written by `streamvideo train codec`, or "pixel:P" (frames as P x P patches, no training)."""
-    from streamvideo.checkpoints import load_file_checked
+    from streamvideo.engine.checkpoints import load_file_checked
     if str(spec).startswith("pixel:"):
         return PixelCodec(patch=int(str(spec).split(":")[1]))
     folder = Path(spec)
@@ -153,3 +162,17 @@ def cached_latent_clips(codec_dir, data_dir, clip_frames: int, action_spec: Acti
 def text_encoder() -> TextEncoder:
     return text_encoder_from_meta(TEXT_SPEC, Path("."))
 
+
+def add_start_frames(folder, data_dir) -> Path:
+    """Give an existing model folder start frames: for each of its recorded prompts, the first chunk of
+    frames of the first episode with that prompt in `data_dir` (a `streamvideo collect` dataset)."""
+    folder = find_folder(str(folder))
+    meta = read_meta(folder)
+    prompts = trained_prompts(folder)
+    if not prompts:
+        raise ValueError(f"{folder / MODEL_FILE} records no trained prompts to pair start frames with")
+    codec = build_codec(**meta["codec"])
+    frames = first_frames(data_dir, prompts, frames=meta["model"]["chunk_frames"] * codec.temporal_factor)
+    height, width = (n * codec.spatial_factor for n in meta["latent_hw"])
+    write_start_frames(folder, check_start_frames(frames, prompts, height, width))
+    return folder

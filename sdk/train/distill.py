@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import flow
-from ..model import CausalDiT
-from ..presets import from_folder, save_model_folder, trained_env, trained_start_frames
-from ..rollout import Conditioning, predict_x0, write_pass
-from ..schedules import StepSchedule
+from ..engine import flow
+from ..engine.model import CausalDiT
+from ..engine.presets import from_folder, save_model_folder, trained_env, trained_start_frames
+from ..engine.rollout import Conditioning, predict_x0, write_pass
+from ..engine.schedules import StepSchedule
 from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, check_same_actions, text_encoder
 from .distributed import distribute, draw, gathered, is_main, shard

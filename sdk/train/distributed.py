@@ -31,8 +31,8 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
-from ..checkpoints import UserError
-from ..model import CausalDiT
+from ..engine.checkpoints import UserError
+from ..engine.model import CausalDiT
 
 # FSDP: the transformer blocks compute in bf16 on gathered copies of fp32 master weights and reduce gradients
 # in fp32; their output is fp32 again, so the embedders and the head (kept fp32: the timestep path stays fp32,

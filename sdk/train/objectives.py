@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import flow
-from ..model import CausalDiT
+from ..engine import flow
+from ..engine.model import CausalDiT
 from .distributed import draw, global_mean, randn_like
 
 

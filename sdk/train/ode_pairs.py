@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..presets import from_folder
-from ..schedules import StepSchedule
+from ..engine.presets import from_folder
+from ..engine.schedules import StepSchedule
 from .common import Run, RunArgs, add_dataclass_arguments, arg, from_namespace
 from .data import cached_latent_clips, check_same_actions, dataset_actions, noop_context, text_encoder
 from .distributed import distribute, gather_rows, is_main, shard

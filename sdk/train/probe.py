@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import flow
-from ..actions import ActionSpec
+from ..engine import flow
+from ..engine.actions import ActionSpec
 from .objectives import ClipCond, ode_sample
 
 DIRECTION_WINDOWS = 16  # windows the direction check samples from (each under every key)

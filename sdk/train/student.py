@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .. import flow
-from ..actions import ActionSpec
-from ..presets import GAME_ACTIONS, from_folder, save_model_folder, trained_env, trained_start_frames
-from ..schedules import DIAGONAL_SIGMAS
+from ..engine import flow
+from ..engine.actions import ActionSpec
+from ..engine.presets import GAME_ACTIONS, from_folder, save_model_folder, trained_env, trained_start_frames
+from ..engine.schedules import DIAGONAL_SIGMAS
 from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, check_same_actions, text_encoder
 from .distributed import distribute, gathered, is_main, shard

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from .. import flow
-from ..actions import ActionSpec
-from ..collect import dataset_env, dataset_fps, first_frames
-from ..model import CausalDiT, ModelConfig
-from ..presets import save_model_folder
+from ..data.collect import dataset_env, dataset_fps, first_frames
+from ..engine import flow
+from ..engine.actions import ActionSpec
+from ..engine.model import CausalDiT, ModelConfig
+from ..engine.presets import save_model_folder
 from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, cached_latent_clips, dataset_actions, load_codec, text_encoder
 from .distributed import distribute, gathered, is_main, shard, unwrapped

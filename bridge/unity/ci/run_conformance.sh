@@ -5,7 +5,7 @@
 #                                                  System / System.Core assemblies) and libzmq5 (libzmq.so.5)
 #   bridge/unity/ci/run_conformance.sh build DIR   compile StreamVideo.Core.dll, unit.exe and conformance.exe into DIR
 #                                                  (and parse the Unity-only sources)
-#   bridge/unity/ci/run_conformance.sh             install, then pytest tests/test_unity_client.py, which builds
+#   bridge/unity/ci/run_conformance.sh             install, then pytest tests/bridge/test_unity_client.py, which builds
 #                                                  both programs and runs them against a live `streamvideo serve`
 set -euo pipefail
 
@@ -49,7 +49,7 @@ case "${1:-all}" in
     all)
         install
         cd "$REPO_DIR"
-        python -m pytest -q tests/test_unity_client.py
+        python -m pytest -q tests/bridge/test_unity_client.py
         ;;
     *) echo "usage: $0 [install | build DIR]" >&2; exit 2 ;;
 esac

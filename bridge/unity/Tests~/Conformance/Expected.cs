@@ -7,7 +7,7 @@ using StreamVideo.MessagePack;
 namespace StreamVideo.Tests.Conformance
 {
     /// <summary>
-    /// What the Python client saw on the same server (written by tests/test_unity_client.py as MessagePack):
+    /// What the Python client saw on the same server (written by tests/bridge/test_unity_client.py as MessagePack):
     /// the hello and open replies, a seeded episode and the SHA-256 of every frame it produced.
     /// </summary>
     sealed class Expected

@@ -4,7 +4,7 @@ using System.Linq;
 namespace StreamVideo.Tests.Unit
 {
     /// <summary>
-    /// The values of the codec fixture, by name. tests/test_unity_client.py builds the same table in Python
+    /// The values of the codec fixture, by name. tests/bridge/test_unity_client.py builds the same table in Python
     /// and packs each value with msgpack-python; the names must match one to one.
     /// </summary>
     static class CodecCases

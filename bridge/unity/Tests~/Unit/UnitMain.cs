@@ -7,7 +7,7 @@ namespace StreamVideo.Tests.Unit
 {
     /// <summary>
     /// Server-less checks of the engine-independent core. Usage: <c>mono unit.exe FIXTURE.msgpack</c>, where the
-    /// fixture comes from tests/test_unity_client.py (msgpack-python output, pyzmq Z85 keys, certificate files).
+    /// fixture comes from tests/bridge/test_unity_client.py (msgpack-python output, pyzmq Z85 keys, certificate files).
     /// </summary>
     static class UnitMain
     {
