@@ -4,8 +4,9 @@
 
 Real episodes of the env the model folder records (held-out seeds, keys held for `--hold` frames) are played
 twice by the model: **free**, from the first `--start` real frames on its own outputs (from one, as `play` and
-the eval start), and **forced**, every frame predicted from the real frames before it (the last `--context`). The pixel MSE
-against the real frame is printed per frame for both, with copying the previous real frame as the baseline. A
+the eval start), and **forced**, every frame predicted from the real frames before it (the last `--context`).
+The pixel MSE against the real frame is printed per frame for both, with copying the previous real frame as the
+baseline. A
 forced error that stays low while the free one climbs is compounding (exposure bias); a forced error as high as
 the free one is a one-step model that is not good enough yet. The sheet shows real / free / forced rows per
 episode, every frame, so the avatar and the scroll can be seen.
@@ -22,8 +23,8 @@ import torch
 from PIL import Image
 
 import streamvideo
+from streamvideo.engine.presets import trained_env
 from streamvideo.envs import register_all
-from streamvideo.presets import trained_env
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
