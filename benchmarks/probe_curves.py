@@ -4,7 +4,8 @@
 
 Left: the action gap at sigma 0.6 and 0.9 (1.00 = the keys do nothing). Middle: the x0 error at sigma 0.9 on
 windows that moved, beside copying the frame before (the line to beat). Right: the direction check of sampled
-rollouts with its chance level. The last probe of each run is printed as a markdown table row.
+rollouts with its chance level. The last probe of each run is printed as a markdown table row, with the rollout
+check's last-chunk error beside copying where the run measured it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    print("| run | step | gap@0.3 | gap@0.6 | gap@0.9 | x0 err moved / copy | x0 err still | direction (chance) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | step | gap@0.3 | gap@0.6 | gap@0.9 | x0 err moved / copy | x0 err still | direction (chance) "
+          "| rollout err first / last (copy) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         p = probes(run)
         if not p:
@@ -45,9 +47,11 @@ def main() -> None:
             axes[2].plot(steps, [m["direction_chance"] for m in p], ":", color="grey")
         last = p[-1]
         direction = f"{last['direction']:.0%} ({last['direction_chance']:.0%})" if "direction" in last else "-"
+        rollout = (f"{last['rollout_err_first']:.3f} / {last['rollout_err_last']:.3f} "
+                   f"({last['rollout_copy_last']:.3f})" if "rollout_err_last" in last else "-")
         print(f"| {run.name} | {last['step'] + 1} | {last['gap@0.3']:.3f} | {last['gap@0.6']:.3f} | "
               f"{last['gap@0.9']:.3f} | {last['x0_err_moved']:.3f} / {last['copy_err_moved']:.3f} | "
-              f"{last.get('x0_err_still', float('nan')):.3f} | {direction} |")
+              f"{last.get('x0_err_still', float('nan')):.3f} | {direction} | {rollout} |")
     axes[0].axhline(1.0, color="grey", lw=0.8)
     axes[0].set(xlabel="step", ylabel="wrong-key / true-key x0 error", title="action gap (1.00 = keys ignored)")
     axes[1].set(xlabel="step", ylabel="x0 MSE at sigma 0.9", title="moved windows: model vs copy-last (dotted)")

@@ -12,6 +12,11 @@
   is what an action-blind model scores (the largest share of keys with one common shift); the same detector
   on the real frames is the ceiling. A space whose keys never move the picture by a whole latent pixel
   (CartPole) reports none.
+- **rollout check**: the three measures above ask about one step ahead of real frames; a world model is played
+  on its own. From CONTEXT_CHUNKS real chunks of each held-out clip, the engine (`ChunkRollout`, `sample_steps`
+  uniform steps per chunk, the inference window) generates ROLLOUT_CHUNKS chunks under the clip's actions; the
+  latent MSE against the data of the first and the last generated chunk is reported beside copying the last
+  real frame. An error that climbs from the first chunk to the last is compounding (exposure bias).
 
 Everything runs under `torch.random.fork_rng` with its own seed: probing never changes the run it watches.
 """
@@ -24,6 +29,8 @@ import torch
 
 from ..engine import flow
 from ..engine.actions import ActionSpec
+from ..engine.rollout import ChunkRollout, Conditioning, NoiseSource
+from ..engine.schedules import StepSchedule
 from .objectives import ClipCond, ode_sample
 
 DIRECTION_WINDOWS = 16  # windows the direction check samples from (each under every key)
@@ -31,6 +38,8 @@ MAX_SHIFT = 2          # latent pixels the direction detector searches in each a
 MOVED = 0.25           # a window moved when its last chunk differs from the frame before by this share of ...
 STILL = 0.05           # ... the frame's own spread; below this share it stood still
 PROBE_SIGMAS = (0.3, 0.6, 0.9)
+CONTEXT_CHUNKS = 3     # real chunks a rollout check starts from (the inference window: 1 sink + 2 chunks)
+ROLLOUT_CHUNKS = 8     # chunks it then generates on the model's own output
 
 
 @dataclass
@@ -41,6 +50,8 @@ class ProbeWindows:
     text: torch.Tensor      # [B, L, text_dim]
     text_mask: torch.Tensor
     chunk_frames: int
+    sequence: torch.Tensor | None = None          # [B, C, T, h, w] each clip from its start, T = (CONTEXT_CHUNKS +
+    sequence_action: torch.Tensor | None = None   # ROLLOUT_CHUNKS) chunks, and its actions [B, T, A] (rollout check)
 
     @property
     def last(self) -> slice:
@@ -49,7 +60,8 @@ class ProbeWindows:
     def head(self, n: int) -> ProbeWindows:
         """The first n windows."""
         return ProbeWindows(self.x0[:n], self.action[:n], self.anchor[:n], self.text[:n], self.text_mask[:n],
-                            self.chunk_frames)
+                            self.chunk_frames, *(None if t is None else t[:n]
+                                                 for t in (self.sequence, self.sequence_action)))
 
     def cond(self, action: torch.Tensor | None = None) -> ClipCond:
         return ClipCond(self.text, self.text_mask, self.action if action is None else action, self.anchor)
@@ -147,6 +159,30 @@ def direction_check(model, windows: ProbeWindows, spec: ActionSpec, sample_steps
             "direction_real": real.float().mean().item()}
 
 
+def rollout_check(model, windows: ProbeWindows, spec: ActionSpec, sample_steps: int) -> dict:
+    """Latent MSE of the first and last chunk a rollout generates on its own output from real context, beside
+    copying the last real frame (see the module doc); {} without sequences."""
+    if windows.sequence is None:
+        return {}
+    seq, action, cf = windows.sequence, windows.sequence_action, windows.chunk_frames
+    batch, channels, frames, height, width = seq.shape
+    context = CONTEXT_CHUNKS * cf
+    schedule = StepSchedule.parse([sample_steps], sigmas="uniform")
+    rollout = ChunkRollout(model, schedule, batch, (channels, cf, height, width), {})
+    noise = NoiseSource(batch, seq.device, seq.dtype)
+    for i in range(batch):
+        noise.seed(i, i)
+    noop = spec.encode([spec.noop()] * batch).to(seq)       # context frames carry the no-op, as in the generator
+    rollout.write_context(seq[:, :, :context], Conditioning(windows.text, windows.text_mask, noop), noise)
+    errors = []
+    for start in range(context, frames, cf):
+        cond = Conditioning(windows.text, windows.text_mask, action[:, start:start + cf])
+        chunk = rollout.next_chunk(cond, noise).latents                                       # [B, C, cf, h, w]
+        errors.append((chunk - seq[:, :, start:start + cf]).pow(2).mean().item())
+    copy = (seq[:, :, context - 1:context] - seq[:, :, -cf:]).pow(2).mean().item()
+    return {"rollout_err_first": errors[0], "rollout_err_last": errors[-1], "rollout_copy_last": copy}
+
+
 @torch.no_grad()
 def action_probe(model, windows: ProbeWindows, spec: ActionSpec, sample_steps: int = 8, seed: int = 0) -> dict:
     """The probe's numbers (see the module doc); {} for a model without actions."""
@@ -179,6 +215,7 @@ def action_probe(model, windows: ProbeWindows, spec: ActionSpec, sample_steps: i
                         out[f"x0_err_{name}"] = true_err[rows].mean().item()
                         out[f"copy_err_{name}"] = copy[rows].mean().item()
         out.update(direction_check(model, windows, spec, sample_steps, DIRECTION_WINDOWS))
+        out.update(rollout_check(model, windows, spec, sample_steps))
     model.train(was_training)
     return out
 
@@ -192,4 +229,7 @@ def short(metrics: dict) -> str:
         parts.append(f"copy {metrics['x0_err_still']:.3f}/{metrics['copy_err_still']:.3f}")
     if "direction" in metrics:
         parts.append(f"dir {metrics['direction']:.0%} (chance {metrics['direction_chance']:.0%})")
+    if "rollout_err_last" in metrics:
+        parts.append(f"roll {metrics['rollout_err_first']:.3f}>{metrics['rollout_err_last']:.3f} "
+                     f"(copy {metrics['rollout_copy_last']:.3f})")
     return " ".join(parts)

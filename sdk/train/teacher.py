@@ -33,7 +33,7 @@ from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespac
 from .data import TEXT_SPEC, cached_latent_clips, dataset_actions, load_codec, text_encoder
 from .distributed import distribute, gathered, is_main, shard, unwrapped
 from .objectives import ClipCond, ema_copy, ema_update, frame_mask, masked_mse, random_sigma, velocity
-from .probe import ProbeWindows, action_probe, short
+from .probe import CONTEXT_CHUNKS, ROLLOUT_CHUNKS, ProbeWindows, action_probe, short
 
 
 @dataclass
@@ -127,13 +127,18 @@ def window_batch(clips, idx: torch.Tensor, args: Args):
 
 
 def held_out_windows(clips, n: int, args: Args, text) -> ProbeWindows:
-    """The probe's windows: one from each of the last n clips, the same ones every time."""
+    """The probe's windows: one from each of the last n clips, the same ones every time, and the clips' starts for
+    the rollout check (when a clip is long enough)."""
     held = torch.arange(len(clips) - n, len(clips))
     with torch.random.fork_rng():
         torch.manual_seed(args.seed + 1)
         x0, action, _, anchor = window_batch(clips, held, args)
     tokens, mask = text.encode([clips.prompts[i] for i in clips.prompt_ids[held].tolist()])
-    return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames)
+    frames = (CONTEXT_CHUNKS + ROLLOUT_CHUNKS) * args.chunk_frames
+    if clips.latents.shape[2] < frames:
+        return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames)
+    return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames,
+                        clips.latents[held, :, :frames].float(), clips.actions[held, :frames])
 
 
 SELF_LEVELS = 2            # passes of self-generated context: chunk k's frames at pass p rest on chunk k-1's at p-1

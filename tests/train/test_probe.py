@@ -12,7 +12,15 @@ import torch.nn as nn
 
 from streamvideo.engine import flow
 from streamvideo.engine.actions import ActionSpec
-from streamvideo.train.probe import ProbeWindows, action_probe, best_shift
+from streamvideo.engine.kv_cache import KVCache
+from streamvideo.train.probe import (
+    CONTEXT_CHUNKS,
+    ROLLOUT_CHUNKS,
+    ProbeWindows,
+    action_probe,
+    best_shift,
+    rollout_check,
+)
 
 SPEC = ActionSpec("discrete", 6)
 SHIFTS = {0: (0, 0), 1: (0, -1), 2: (0, 1), 3: (-1, 0), 4: (1, 0), 5: (0, 0)}   # the game's keys, in latent pixels
@@ -29,16 +37,23 @@ def moved(frame: torch.Tensor, key: int) -> torch.Tensor:
     return out
 
 
-def scroll_windows(n=48, frames=4, channels=4, size=8, seed=0) -> ProbeWindows:
+def scroll_clips(n: int, frames: int, channels=4, size=8, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n clips [n, C, frames, h, w] of the scroll world under random keys, and the keys one-hot [n, frames, 6]."""
     g = torch.Generator().manual_seed(seed)
     keys = torch.randint(0, 6, (n, frames), generator=g)
     clips = [torch.randn(n, channels, size, size, generator=g)]
     for f in range(1, frames):
         clips.append(torch.stack([moved(clips[-1][i], int(keys[i, f])) for i in range(n)]))
-    x0 = torch.stack(clips, dim=2)                                                   # [n, C, F, h, w]
+    return torch.stack(clips, dim=2), torch.eye(6)[keys]
+
+
+def scroll_windows(n=48, frames=4) -> ProbeWindows:
+    """Windows of the scroll world, and for the rollout check their clips long enough to roll out."""
+    x0, action = scroll_clips(n, frames)
     anchor = torch.cat([torch.zeros_like(x0[:, :, :1]), x0[:, :, :-1]], dim=2)     # the frame before each frame
-    action = torch.eye(6)[keys]
-    return ProbeWindows(x0, action, anchor, torch.zeros(n, 2, 8), torch.ones(n, 2, dtype=torch.bool), CHUNK)
+    sequence, sequence_action = scroll_clips(n, (CONTEXT_CHUNKS + ROLLOUT_CHUNKS) * CHUNK, seed=1)
+    return ProbeWindows(x0, action, anchor, torch.zeros(n, 2, 8), torch.ones(n, 2, dtype=torch.bool), CHUNK,
+                        sequence, sequence_action)
 
 
 class KnownEffect(nn.Module):
@@ -50,7 +65,10 @@ class KnownEffect(nn.Module):
         self.oracle = oracle
         self.config = SimpleNamespace(reads_anchor=True, chunk_frames=CHUNK)   # as the samplers check
 
-    def forward(self, xt, t, text, text_mask, action, causal=False, anchor=None):
+    def make_cache(self, batch_size, height, width, **kw):   # the engine's rollout: the cache holds only the anchor
+        return KVCache(1, batch_size, CHUNK * height * width, 1, 1, **kw)
+
+    def forward(self, xt, t, text, text_mask, action, causal=False, anchor=None, cache=None, write_chunks=0):
         keys = action.argmax(-1)                                                      # [B, F]
         x0 = torch.stack([torch.stack([moved(anchor[b, :, f], int(keys[b, f]) if self.oracle else 0)
                                        for f in range(xt.shape[2])], dim=1) for b in range(len(xt))])
@@ -94,3 +112,14 @@ def test_spaces_without_whole_pixel_moves_report_no_direction():
     still = ProbeWindows(windows.anchor.clone(), windows.action, windows.anchor, windows.text, windows.text_mask, 1)
     still.x0[:, :, -1] = still.x0[:, :, -2]       # nothing ever moves
     assert "direction" not in action_probe(KnownEffect(oracle=False), still, SPEC, sample_steps=2)
+
+
+def test_rollout_check_reads_no_error_for_the_oracle_and_copying_for_the_blind_model():
+    """On its own frames the oracle stays exact chunk after chunk; the action-blind model copies the last real
+    frame forever, so its last chunk's error is copying's."""
+    windows = scroll_windows(n=8)
+    oracle = rollout_check(KnownEffect(oracle=True), windows, SPEC, sample_steps=2)
+    assert oracle["rollout_err_first"] < 1e-10 and oracle["rollout_err_last"] < 1e-10 < oracle["rollout_copy_last"]
+    blind = rollout_check(KnownEffect(oracle=False), windows, SPEC, sample_steps=2)
+    assert blind["rollout_err_last"] == pytest.approx(blind["rollout_copy_last"], rel=1e-5)
+    assert blind["rollout_err_first"] > 0.5

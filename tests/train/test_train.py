@@ -160,13 +160,13 @@ def test_steered_pipeline_runs_end_to_end_resumes_and_records_its_env(tmp_path):
     codec = tmp_path / "codec"
     train("codec", codec, "--kind", "pca", "--data", data, "--latent-channels", 16)
     teacher = ["--data", data, "--codec", codec, "--steps", 3, "--batch-size", 2, "--chunk-frames", 1,
-               "--clip-chunks", 3, "--episode-chunks", 6, "--anchor-radius", 1, "--action-tokens",
+               "--clip-chunks", 3, "--episode-chunks", 12, "--anchor-radius", 1, "--action-tokens",
                "--anchor-noise", 0.3, "--self-context", 0.5, "--probe-every", 2,
                "--probe-windows", 4, "--save-every", 1, *TINY_DIT]
     interrupted_equals_uninterrupted(tmp_path / "teacher", "teacher", "model/model.safetensors", *teacher)
     probed = [m for m in read_metrics(tmp_path / "teacher" / "a") if "gap@0.6" in m]
     assert [m["step"] for m in probed] == [1, 2]
-    assert {"x0_err_moved", "copy_err_moved", "direction", "direction_chance"} <= set(probed[-1])
+    assert {"x0_err_moved", "copy_err_moved", "direction", "direction_chance", "rollout_err_last"} <= set(probed[-1])
     t_model = tmp_path / "teacher" / "a" / "model"
     meta = json.loads((t_model / "streamvideo.json").read_text())
     assert meta["model"]["anchor_radius"] == 1 and meta["model"]["action_tokens"]
