@@ -122,6 +122,22 @@ def test_the_front_checks_requests_and_topics_as_a_server_does(front):
     raw.close()
 
 
+def test_the_front_counts_subscribers_and_relays_episodes(front):
+    with Client(front.endpoints["control"], timeout=30) as client:
+        session = client.open(seed=3)
+        assert session.stats()["subscribers"] == 0
+        stream = session.stream(fps=30)          # waits until the front counts its subscription
+        assert session.stats()["subscribers"] == 1
+        assert stream.recv(timeout=30).index == 0
+        assert session.reset(seed=3) == 0 and session.episode == 1
+        chunk = stream.recv(timeout=30)
+        while chunk.episode == 0:
+            chunk = stream.recv(timeout=30)
+        assert (chunk.episode, chunk.index) == (1, 0)
+        stream.close()
+        session.close()
+
+
 # ---------------------------------------------------------------------- faults
 
 
