@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zmq
 from servers import LOOPBACK, MODEL, Raw, serve_process, start_server
+from wire_schema import CheckedRaw, exercise
 
 from streamvideo.apps.cli import main
 from streamvideo.bridge import (
@@ -136,6 +137,12 @@ def test_the_front_counts_subscribers_and_relays_episodes(front):
         assert (chunk.episode, chunk.index) == (1, 0)
         stream.close()
         session.close()
+
+
+def test_the_fronts_messages_fit_the_schema(front):
+    raw = CheckedRaw(front.endpoints["control"], front.endpoints["pub"])
+    exercise(raw)
+    raw.close()
 
 
 # ---------------------------------------------------------------------- faults
