@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import msgpack
@@ -226,6 +227,15 @@ def test_curve_serves_a_known_key_and_refuses_an_unknown_one(tmp_path):
         assert err.value.code == "auth_failed" and "CURVE" in err.value.message
     finally:
         srv.stop()
+
+
+def test_streamvideo_keys_writes_the_files_the_spec_lists(tmp_path):
+    """PROTOCOL.md section 1.2's table of key files, for a client NAME, is what `streamvideo keys` writes."""
+    spec = (Path(__file__).resolve().parents[2] / "bridge" / "PROTOCOL.md").read_text()
+    table = spec[spec.index("| file | holds | who needs it |"):spec.index("Each file is a ZeroMQ certificate")]
+    listed = {name.replace("NAME", "robot") for name in re.findall(r"^\| `DIR/([^`]+)` \|", table, flags=re.M)}
+    create_keys(tmp_path, ["robot"])
+    assert listed == {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
 
 
 def test_curve_handshake_failures_are_errors_that_name_their_cause(tmp_path):
