@@ -4,8 +4,8 @@ device or a share of the CPU threads each) and `streamvideo serve --attach ENDPO
 Clients see the protocol of a single server (PROTOCOL.md): the front binds the same ROUTER and XPUB, checks and
 answers `hello`, `ping` and server `stats` itself (and counts the subscribers a session's `stats` and `stream`
 replies report), and hands every other request to a worker: `open` to the live worker with the fewest sessions, a
-session's requests to the worker holding it. A worker is the ordinary `Server` in
-worker mode (server.py). The link is the zguide's Paranoid Pirate (link.py):
+session's requests to the worker holding it. A worker is the ordinary `Server` in worker mode (server.py). The link
+is the zguide's Paranoid Pirate (link.py):
 
     clients   --ROUTER-->  front  --ROUTER (worker_bind)-->  worker DEALER   [worker, client, header, buffers...]
     watchers  <--XPUB---   front  <--SUB (worker_pub)-----   worker PUB      [topic, header, buffers...]
