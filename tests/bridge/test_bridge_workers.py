@@ -127,7 +127,7 @@ def test_the_front_counts_subscribers_and_relays_episodes(front):
     with Client(front.endpoints["control"], timeout=30) as client:
         session = client.open(seed=3)
         assert session.stats()["subscribers"] == 0
-        stream = session.stream(fps=30)          # waits until the front counts its subscription
+        stream = session.stream(fps=30, hwm=64)  # waits until the front counts its subscription; loses nothing
         assert session.stats()["subscribers"] == 1
         assert stream.recv(timeout=30).index == 0
         assert session.reset(seed=3) == 0 and session.episode == 1
