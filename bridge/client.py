@@ -34,6 +34,7 @@ from .protocol import BridgeError
 CLIENT_MAX_MESSAGE = 1 << 30
 HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                       | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+HANDSHAKE_EVENT_MS = 100   # a send refused for want of a peer looks this long for the handshake failure behind it
 SUBSCRIBE_POLL_S = 0.005   # how often stream() asks whether the server has seen its subscription
 
 
@@ -105,7 +106,9 @@ class Client:
     def _send_frames(self, frames: list) -> None:
         try:
             self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
-        except zmq.Again:
+        except zmq.Again:  # a full queue, or no connection to queue for: one whose handshake just failed
+            if self._monitor.poll(HANDSHAKE_EVENT_MS):
+                self._raise_handshake_failure()
             raise BridgeError("timeout", f"cannot send to {self.address}: outgoing queue full") from None
         self._last_sent = time.monotonic()
 
@@ -118,8 +121,7 @@ class Client:
         while (left := deadline - time.monotonic()) > 0:
             events = dict(poller.poll(max(1, int(left * 1000))))
             if self._monitor in events:
-                event = recv_monitor_message(self._monitor)
-                raise BridgeError("auth_failed", self._handshake_failure(event["event"], event["value"]))
+                self._raise_handshake_failure()
             if self._sock in events:
                 reply = self._receive()
                 if reply[0].get("id") == rid:
@@ -132,6 +134,10 @@ class Client:
         if not header.get("ok", True):
             self.async_errors = [*self.async_errors[-15:], header]
         return header, [f.buffer for f in out]
+
+    def _raise_handshake_failure(self) -> None:
+        event = recv_monitor_message(self._monitor)
+        raise BridgeError("auth_failed", self._handshake_failure(event["event"], event["value"]))
 
     def _handshake_failure(self, event: int, value: int) -> str:
         """What a failed ZMTP handshake (a socket monitor event and its value) most likely means (PROTOCOL.md 1.2)."""
