@@ -69,7 +69,8 @@ class Endpoint:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._sockets: list[zmq.Socket] = []   # every socket this thread opened, closed when it ends
-        self._topics: set[bytes] = set()       # stream topics of open sessions (the only subscriptions applied)
+        self._topics: dict[bytes, str] = {}    # stream topic -> session id, of open sessions (the only ones applied)
+        self._subscribers: dict[bytes, int] = {}  # topic -> subscriptions applied and not withdrawn
         self._handlers = {"hello": self._op_hello, "stats": self._op_server_stats, "ping": self._op_ping}
 
     # ------------------------------------------------------------------ lifecycle
@@ -165,11 +166,23 @@ class Endpoint:
 
     def _read_subscriptions(self) -> None:
         """Apply a subscriber's (un)subscription only when it names exactly an open session's stream topic;
-        a subscription to any other prefix (the empty one included) is never applied, so it receives nothing."""
+        a subscription to any other prefix (the empty one included) is never applied, so it receives nothing.
+        Counts them per topic: `stats` and `stream` report it, so a client knows its subscription arrived."""
         for (message,) in waiting(self._pub, copy=True):
-            if message[:1] in (b"\x00", b"\x01") and message[1:] in self._topics:
-                option = zmq.SUBSCRIBE if message[:1] == b"\x01" else zmq.UNSUBSCRIBE
-                self._pub.setsockopt(option, message[1:])  # applies to the subscriber that sent it
+            topic = message[1:]
+            if message[:1] in (b"\x00", b"\x01") and topic in self._topics:
+                subscribe = message[:1] == b"\x01"
+                self._pub.setsockopt(zmq.SUBSCRIBE if subscribe else zmq.UNSUBSCRIBE, topic)  # for its sender
+                self._subscribers[topic] = max(0, self._subscribers.get(topic, 0) + (1 if subscribe else -1))
+
+    def subscribers(self, topic: bytes) -> int:
+        """Subscriber sockets the stream socket has let in on `topic` (a socket that closes withdraws)."""
+        return self._subscribers.get(topic, 0)
+
+    def _drop_topic(self, topic: bytes) -> None:
+        """The session is gone: its topic is subscribable no more."""
+        self._topics.pop(topic, None)
+        self._subscribers.pop(topic, None)
 
     # ------------------------------------------------------------------ requests
 

@@ -1,10 +1,11 @@
 """One client-facing endpoint in front of N worker processes: `streamvideo serve --workers N` (local workers, one
 device or a share of the CPU threads each) and `streamvideo serve --attach ENDPOINT` (a worker on another machine).
 
-Clients see protocol 1.1 unchanged (PROTOCOL.md): the front binds the same ROUTER and XPUB, checks and answers
-`hello`, `ping` and server `stats` itself, and hands every other request to a worker: `open` to the live worker
-with the fewest sessions, a session's requests to the worker holding it. A worker is the ordinary `Server` in
-worker mode (server.py). The link is the zguide's Paranoid Pirate (link.py):
+Clients see the protocol of a single server (PROTOCOL.md): the front binds the same ROUTER and XPUB, checks and
+answers `hello`, `ping` and server `stats` itself (and counts the subscribers a session's `stats` and `stream`
+replies report), and hands every other request to a worker: `open` to the live worker with the fewest sessions, a
+session's requests to the worker holding it. A worker is the ordinary `Server` in worker mode (server.py). The link
+is the zguide's Paranoid Pirate (link.py):
 
     clients   --ROUTER-->  front  --ROUTER (worker_bind)-->  worker DEALER   [worker, client, header, buffers...]
     watchers  <--XPUB---   front  <--SUB (worker_pub)-----   worker PUB      [topic, header, buffers...]
@@ -97,6 +98,7 @@ class PlacedSession:
     last_seen: float         # the last request naming it (the worker's idle timer runs alike)
     streaming: bool = False
     last_index: int = -1     # the last chunk published
+    episode: int = 0         # the worker's count of the session's resets
 
 
 class Front(Endpoint):
@@ -108,7 +110,6 @@ class Front(Endpoint):
         self.front_config = config
         self.workers: dict[bytes, Worker] = {}          # live workers by link identity
         self.sessions: dict[str, PlacedSession] = {}
-        self._topics: dict[bytes, str] = {}             # topic -> session id (the subscription rule asks `in`)
         self._lost: dict[str, tuple[float, str]] = {}   # session of a lost worker -> (until when, why)
         self._local = LocalWorkers() if config.workers else None
         self._worker_pub = config.worker_pub or _any_port(config.worker_bind)
@@ -263,7 +264,8 @@ class Front(Endpoint):
             session = self._forget(sid)
             self._lost[sid] = (until, lost.message)
             if session.streaming:
-                self._pub.send_multipart(end_message(session.topic, session.last_index, "worker_lost", lost.message))
+                self._pub.send_multipart(end_message(session.topic, session.last_index, session.episode,
+                                                     "worker_lost", lost.message))
         with suppress(zmq.ZMQError):  # if it lives on (stalled, cut off), it attaches again without them
             self._backend.send_multipart([worker.identity, b"", DISCONNECT], zmq.NOBLOCK)
         log.warning("worker %s lost (%s): %d sessions, %d requests in flight; %d live", worker.name, why,
@@ -306,6 +308,11 @@ class Front(Endpoint):
         if request is None:  # nobody waits for it: the front's own ping
             return
         self._note_reply(worker, request, header)
+        session = self.sessions.get(request.fields.get("session"))
+        if header["ok"] and request.op in ("stats", "stream") and session is not None:
+            # subscriptions reach the front's stream socket, never the worker's: the front counts them
+            (header["stats"] if request.op == "stats" else header)["subscribers"] = self.subscribers(session.topic)
+            frames = [*P.pack(header), *frames[1:]]
         self._send(client, frames)
 
     def _note_reply(self, worker: Worker, request: P.Request, header: dict) -> None:
@@ -323,6 +330,8 @@ class Front(Endpoint):
             self._counts["chunks"] += 1
         elif request.op == "stream" and sid in self.sessions:
             self.sessions[sid].streaming = request.fields.get("on", True)
+        elif request.op == "reset" and sid in self.sessions:
+            self._note_published(self.sessions[sid], header["episode"], -1)
 
     def _place(self, sid: str, topic: bytes, worker: Worker) -> None:
         self.sessions[sid] = PlacedSession(worker, topic, time.monotonic())
@@ -332,7 +341,7 @@ class Front(Endpoint):
     def _forget(self, sid: str) -> PlacedSession | None:
         session = self.sessions.pop(sid, None)
         if session is not None:
-            self._topics.pop(session.topic, None)
+            self._drop_topic(session.topic)
             session.worker.sessions.discard(sid)
         return session
 
@@ -347,12 +356,19 @@ class Front(Endpoint):
         if sid is None:
             return
         if "end" not in header:
-            self.sessions[sid].last_index = header["index"]
+            self._note_published(self.sessions[sid], header["episode"], header["index"])
             self._counts["chunks"] += 1
         elif header["end"]["reason"] in ("closed", "idle_timeout"):
             self._forget(sid)
         else:
             self.sessions[sid].streaming = False
+
+    @staticmethod
+    def _note_published(session: PlacedSession, episode: int, index: int) -> None:
+        """The session's last published chunk (index -1: none yet in a new episode). The reply to a reset and the
+        last chunks before it travel on different links: an earlier episode's news never overrides a later one."""
+        if (episode, index) > (session.episode, session.last_index):
+            session.episode, session.last_index = episode, index
 
     # ------------------------------------------------------------------ ops the front answers
 

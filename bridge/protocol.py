@@ -1,4 +1,5 @@
-"""Bridge protocol v1.1 (see PROTOCOL.md): message framing, request validation, arrays, chunks, errors.
+"""Bridge protocol v1.2 (PROTOCOL.md; every message's shape in protocol.schema.json): message framing, request
+validation, arrays, chunks, errors.
 
 Pure functions over bytes and Python values; no sockets here. Both the server and the client use it.
 """
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 OLDEST_MINOR = 1           # 1.0 clients subscribe to the session id, which 1.1 never publishes: refused at hello
 SESSION_ID = re.compile(r"[0-9a-f]{32}")
 VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
@@ -35,13 +36,15 @@ MAX_HEADER_DEPTH = 1024    # msgpack-python's fixed parser stack
 ERROR_CODES = ("bad_message", "unknown_op", "bad_type", "bad_action", "bad_array", "too_large",
                "version_mismatch", "handshake_required", "unknown_session", "unknown_model",
                "server_full", "busy", "bad_state", "internal", "worker_lost")
-END_REASONS = ("stopped", "closed", "idle_timeout", "reset", "error", "worker_lost")  # why a real-time stream ended
+END_REASONS = ("stopped", "closed", "idle_timeout", "error", "worker_lost")  # why a real-time stream ended
+CLIENT_ERROR_CODES = ("timeout", "auth_failed", "stream_ended")  # raised by clients, never sent by a server
 
 
 class BridgeError(Exception):
     """An error with a protocol code; servers send it as `{code, message}`, clients raise it.
 
-    Client-side only codes: `timeout` (no reply in time), `auth_failed` (CURVE key refused).
+    Client-side codes (CLIENT_ERROR_CODES): `timeout` (no reply in time), `auth_failed` (the ZMTP handshake failed:
+    a key refused, a wrong server key, plaintext against CURVE), `stream_ended` (the server ended a stream).
     """
 
     def __init__(self, code: str, message: str, request_id=None):
@@ -226,9 +229,13 @@ def _kind(value) -> str:
     return "nil" if value is None else type(value).__name__
 
 
+def _shown(value) -> str:
+    """A value as an error message quotes it: its repr, cut to 60 characters."""
+    return repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+
+
 def _bad(name, expected, value) -> BridgeError:
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    return BridgeError("bad_type", f"field {name!r} must be {expected}, got {_kind(value)} {shown}")
+    return BridgeError("bad_type", f"field {name!r} must be {expected}, got {_kind(value)} {_shown(value)}")
 
 
 def _string(max_chars: int | None = None, choices: tuple | None = None):
@@ -360,13 +367,24 @@ def parse_request(header: dict, limits: Limits) -> Request:
 def decode_action(value, buffers: list, limits: Limits, spec=None):
     """Wire action (nil | integer | flat list of numbers | array map) -> None | int | numpy array.
 
-    Only the wire form is checked here; the model's ActionSpec.validate checks the space. For a Discrete
-    space (`spec.kind` "discrete" / "none") a one-element list or array stands for its element.
+    The wire form is checked here, and with the model's ActionSpec (`spec`) the type its space takes
+    (PROTOCOL.md section 2.1a): integer spaces take integers only, and a flat list or array of as many values
+    as the space's shape holds is that shape in row-major order; a Discrete space reads a one-element list or
+    array as its element. The space's own check (ActionSpec.validate) comes after, for the values.
     """
     action = _wire_action_value(value, buffers, limits)
-    if spec is not None and spec.kind in ("discrete", "none") and isinstance(action, np.ndarray) \
-            and action.shape == (1,):
+    if spec is None or not isinstance(action, np.ndarray):
+        return action
+    integral = spec.kind != "continuous"
+    if not np.issubdtype(action.dtype, np.integer if integral else np.number):
+        takes = "integers (MessagePack integers or an integer array map)" if integral else "numbers"
+        shown = _shown(action.tolist()) if action.size <= 16 else f"of shape {list(action.shape)}"
+        raise BridgeError("bad_action", f"action {shown} has dtype {action.dtype.name}, but the "
+                                        f"model's action space ({spec.describe()}) takes {takes}")
+    if spec.kind in ("discrete", "none") and action.shape == (1,):
         return action.reshape(())
+    if spec.kind in ("multi_discrete", "continuous") and action.ndim == 1 and action.size == math.prod(spec.shape):
+        return action.reshape(spec.shape)  # the flat, row-major form of a many-dimensional space
     return action
 
 
@@ -375,19 +393,19 @@ def _wire_action_value(value, buffers: list, limits: Limits):
         return value
     if isinstance(value, float):
         return np.asarray(value)
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # any map is an array map: a malformed one is bad_array
         return decode_array(value, buffers, limits, what="action")
     if isinstance(value, list):
         if len(value) > MAX_ACTION_ITEMS:
             raise BridgeError("too_large", f"action list has {len(value)} items, the limit is {MAX_ACTION_ITEMS}")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            raise BridgeError("bad_action", "action list must hold only numbers")
+            raise BridgeError("bad_action", f"action list must hold only numbers, got {_shown(value)}")
         try:
             return np.asarray(value)
         except OverflowError:
             raise BridgeError("bad_action", "action list holds an integer out of range") from None
     raise BridgeError("bad_action", f"action must be nil, an integer, a list of numbers or an array map, "
-                                    f"got {_kind(value)}")
+                                    f"got {_kind(value)} {_shown(value)}")
 
 
 def describe_space(spec) -> dict:

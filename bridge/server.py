@@ -30,6 +30,7 @@ import msgpack
 import zmq
 
 from streamvideo.engine.group_step import step_group
+from streamvideo.engine.text import unknown_words
 
 from . import protocol as P
 from .endpoint import MAX_POLL_MS, SWEEP_SECONDS, Endpoint, ServerConfig, check_exposure
@@ -173,7 +174,7 @@ class Server(Endpoint):
     def _remove(self, session: Session, reason: str, message: str) -> None:
         self._end_stream(session, reason, message)
         self.sessions.pop(session.id, None)
-        self._topics.discard(session.topic.encode())
+        self._drop_topic(session.topic.encode())
 
     # ------------------------------------------------------------------ requests
 
@@ -281,11 +282,12 @@ class Server(Endpoint):
         sid = secrets.token_hex(16)
         session = Session(sid, model, gen, f.get("prompt"), f.get("encoding", "raw"), f.get("quality", 85))
         self.sessions[sid] = session
-        self._topics.add(session.topic.encode())
+        self._topics[session.topic.encode()] = sid
         log.info("session %s opened (%s, %d open)", sid[:8], model, len(self.sessions))  # ids stay out of logs
         return {"session": sid, "topic": session.topic, "model": model, "frames_per_chunk": gen.frames_per_chunk,
                 "height": gen.height, "width": gen.width, "fps": float(gen.fps),
-                "action_space": P.describe_space(gen.action_spec), "encoding": session.encoding}, []
+                "action_space": P.describe_space(gen.action_spec), "encoding": session.encoding,
+                "vocabulary_size": len(gen.known_words), **prompt_fields(gen)}, []
 
     def _streaming_flags(self) -> list[bool]:
         return [s.streaming for s in self.sessions.values()]
@@ -305,9 +307,9 @@ class Server(Endpoint):
         f = request.fields
         session.prompt = f.get("prompt", session.prompt)  # reset keeps the current prompt unless given
         session.gen.reset(prompt=session.prompt, seed=f.get("seed"), context_frames=context_frames)
+        session.episode += 1
         session.last_index = -1
-        # the context frames fill whole chunks, so the next step's index is their count (0 without context)
-        return {"next_index": int(session.gen.rollout.chunk_index[0])}, []
+        return {"next_index": next_index(session), "episode": session.episode, **prompt_fields(session.gen)}, []
 
     def _op_step(self, session: Session, request: P.Request, action):
         """Reached only while streaming: a step that can run is made by _make_chunks."""
@@ -315,16 +317,17 @@ class Server(Endpoint):
 
     def _step_reply(self, session: Session, chunk, batch: int):
         self._counts["chunks"] += 1
-        return chunk_fields(chunk, batch, session.encoding, session.quality)
+        return chunk_fields(chunk, batch, session.episode, session.encoding, session.quality)
 
     def _op_set_prompt(self, session: Session, request: P.Request, payload):
         session.gen.set_prompt(request.fields["prompt"], recache=request.fields.get("recache", False))
         session.prompt = request.fields["prompt"]
-        return {}, []
+        return prompt_fields(session.gen), []
 
     def _op_stats(self, session: Session, request: P.Request, payload):
         stats = {**session.gen.stats, "streaming": session.streaming, "pending": len(session.queue),
-                 "model": session.model}
+                 "model": session.model, "episode": session.episode,
+                 "subscribers": self.subscribers(session.topic.encode())}
         return {"stats": stats}, []
 
     def _op_close(self, session: Session, request: P.Request, payload):
@@ -340,14 +343,16 @@ class Server(Endpoint):
             fps = request.fields.get("fps", float(session.gen.fps))
             session.period = session.gen.frames_per_chunk / fps if fps > 0 else 0.0
             session.next_due = time.monotonic()
-        return {"topic": session.topic, "pub": self.endpoints["pub"]}, []
+        return {"topic": session.topic, "pub": self.endpoints["pub"], "next_index": next_index(session),
+                "episode": session.episode, "subscribers": self.subscribers(session.topic.encode())}, []
 
     def _op_act(self, session: Session, request: P.Request, action):
         session.action = action
-        return {"index": session.last_index}, []
+        return {"index": session.last_index, "episode": session.episode}, []
 
     def _publish_chunk(self, session: Session, chunk, batch: int) -> None:
-        message = chunk_message(session.topic.encode(), chunk, batch, session.encoding, session.quality)
+        message = chunk_message(session.topic.encode(), chunk, batch, session.episode, session.encoding,
+                                session.quality)
         session.last_index = int(chunk.index)
         self._counts["chunks"] += 1
         self._pub.send_multipart(message, copy=False)
@@ -357,7 +362,20 @@ class Server(Endpoint):
         if not session.streaming:
             return
         session.streaming = False
-        self._pub.send_multipart(end_message(session.topic.encode(), session.last_index, reason, message))
+        self._pub.send_multipart(end_message(session.topic.encode(), session.last_index, session.episode, reason,
+                                             message))
+
+
+def next_index(session: Session) -> int:
+    """The index of the session's next chunk (after a reset with context frames: the chunks they fill)."""
+    return int(session.gen.rollout.chunk_index[0])
+
+
+def prompt_fields(gen) -> dict:
+    """What the model reads of a session's prompt: the text (cut to the text encoder's limit) and its words outside
+    the model's vocabulary, which do not steer it (none when the model records no vocabulary)."""
+    unknown = unknown_words(gen.prompt, gen.known_words) if gen.known_words else []
+    return {"prompt": gen.prompt, "unknown_words": unknown}
 
 
 def _raise(err: BaseException):

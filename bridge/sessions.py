@@ -28,8 +28,9 @@ class Session:
         self.streaming = False
         self.period = 0.0                  # seconds between real-time chunks (0: as fast as possible)
         self.next_due = 0.0
-        self.action = None                 # latest action of a real-time session
-        self.last_index = -1               # index of the last published chunk
+        self.action = None                 # latest action of a real-time session (kept across resets)
+        self.episode = 0                   # resets since open: (episode, index) names a chunk
+        self.last_index = -1               # index of the last published chunk of this episode
         self.last_seen = time.monotonic()
         self.last_reply: tuple | None = None  # (retry_key, frames): answers a retried request
 

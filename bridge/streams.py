@@ -16,24 +16,24 @@ from . import protocol as P
 FAILURES = {"error": "internal", "worker_lost": "worker_lost"}  # end reasons that carry an error map too
 
 
-def chunk_fields(chunk, batch: int, encoding: str, quality: int) -> tuple[dict, list]:
+def chunk_fields(chunk, batch: int, episode: int, encoding: str, quality: int) -> tuple[dict, list]:
     """A chunk as the fields of a `step` reply or a stream message, and the buffers its frames travel in
-    (batch: the sessions that shared its forward pass)."""
+    (batch: the sessions that shared its forward pass; episode: the session's resets so far)."""
     out: list = []
     frames = P.encode_chunk(chunk.frames, encoding, out, quality)
-    return {"index": int(chunk.index), "nfe": int(chunk.nfe), "seconds": float(chunk.seconds),
+    return {"index": int(chunk.index), "episode": episode, "nfe": int(chunk.nfe), "seconds": float(chunk.seconds),
             "prompt": chunk.prompt, "batch": batch, "frames": frames}, out
 
 
-def chunk_message(topic: bytes, chunk, batch: int, encoding: str, quality: int) -> list:
-    """A real-time chunk as published: [topic, header, buffers...]."""
-    fields, out = chunk_fields(chunk, batch, encoding, quality)
+def chunk_message(topic: bytes, chunk, batch: int, episode: int, encoding: str, quality: int) -> list:
+    """A real-time chunk as published: [topic, header, buffers...]; `time` is Unix time, as `ping`'s."""
+    fields, out = chunk_fields(chunk, batch, episode, encoding, quality)
     return [topic, *P.pack({"time": time.time(), **fields}, out)]
 
 
-def end_message(topic: bytes, index: int, reason: str, message: str) -> list:
+def end_message(topic: bytes, index: int, episode: int, reason: str, message: str) -> list:
     """The last message of a stream (PROTOCOL.md, End of stream); a failure carries an error map too."""
-    header = {"time": time.time(), "index": index, "end": {"reason": reason, "message": message}}
+    header = {"time": time.time(), "index": index, "episode": episode, "end": {"reason": reason, "message": message}}
     if reason in FAILURES:
         header["error"] = {"code": FAILURES[reason], "message": message}
     return [topic, *P.pack(header)]

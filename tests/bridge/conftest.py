@@ -1,7 +1,8 @@
-"""The bridge tests' shared fixtures: one in-process server per test module, and a client of it per test."""
+"""The bridge tests' shared fixtures: one in-process server per test module (of the tiny-random model, or of the
+ModelZoo's models on other action spaces), and a client of it per test."""
 
 import pytest
-from servers import start_server
+from servers import ModelZoo, start_server
 
 from streamvideo.bridge import Client
 
@@ -17,3 +18,10 @@ def server():
 def client(server):
     with Client(server.endpoints["control"], timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    srv = start_server(ModelZoo(), models=tuple(ModelZoo.SPACES))
+    yield srv
+    srv.stop()

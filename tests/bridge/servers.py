@@ -1,26 +1,55 @@
 """Servers for the bridge tests, on free loopback ports: one in this process (`start_server`), or `streamvideo
-serve` in a subprocess (`serve_process`); and `Raw`, a bare DEALER speaking the wire format. The `server` and
-`client` fixtures built on them are in conftest.py."""
+serve` in a subprocess (`serve_process`); `ModelZoo`, tiny models on other action spaces and with a vocabulary;
+and `Raw`, a bare DEALER speaking the wire format. The `server` and `client` fixtures built on them are in
+conftest.py."""
 
+import dataclasses
 import os
 import re
 import subprocess
 import sys
 
 import msgpack
+import torch
 import zmq
 
 from streamvideo.bridge import Limits, Server, ServerConfig
 from streamvideo.bridge import protocol as P
+from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.model import CausalDiT
+from streamvideo.engine.presets import generator_from_parts, tiny_random
 
 MODEL = "tiny-random"
 LOOPBACK = "tcp://127.0.0.1:*"
 
 
-def start_server(**overrides) -> Server:
-    limits = overrides.pop("limits", Limits(max_sessions=16, idle_timeout_ms=5000, stream_sndbuf=64 << 10))
-    config = ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=(MODEL,), heartbeat_ms=200, limits=limits, **overrides)
-    return Server(config).start()
+def start_server(loader=None, **overrides) -> Server:
+    settings = {"models": (MODEL,), "heartbeat_ms": 200,
+                "limits": Limits(max_sessions=16, idle_timeout_ms=5000, stream_sndbuf=64 << 10), **overrides}
+    config = ServerConfig(bind=LOOPBACK, pub=LOOPBACK, **settings)
+    return Server(config, loader).start()
+
+
+class ModelZoo:
+    """A server's loader (`start_server(ModelZoo(), models=tuple(ModelZoo.SPACES))`): tiny random models whose
+    action space is one the built-in game does not have, whose actions change the frames (action tokens drawn at
+    random, not zero as in an untrained model), and whose trained prompts make a vocabulary."""
+
+    SPACES = {
+        "start-at-one": ActionSpec("discrete", n=3, start=1),                                   # Discrete(3, start=1)
+        "multi-binary": ActionSpec("multi_discrete", sizes=(2,) * 6, shape=(2, 3), binary=True),  # MultiBinary((2, 3))
+        "multi-discrete": ActionSpec("multi_discrete", sizes=(3, 2)),                           # MultiDiscrete([3 2])
+        "box": ActionSpec("continuous", dim=2, low=(-2.0, 0.0), high=(2.0, 1.0)),               # Box([-2 0], [2 1])
+    }
+    PROMPTS = ["a grassy meadow", "a sandy desert at night"]   # the vocabulary: a, grassy, meadow, sandy, ...
+
+    def __call__(self, name: str, device=None, **settings):
+        model, codec, text, latent_hw, fps, prompt = tiny_random("cpu", torch.float32)
+        torch.manual_seed(0)
+        model = CausalDiT(dataclasses.replace(model.config, action=self.SPACES[name], action_tokens=True))
+        torch.nn.init.normal_(model.action_token_embedder.mlp.linear_2.weight, std=0.5)
+        return generator_from_parts((model, codec, text, latent_hw, fps, self.PROMPTS[0], None),
+                                    trained_prompts=self.PROMPTS, **settings)
 
 
 class Raw:
@@ -38,8 +67,10 @@ class Raw:
         self.sock.send_multipart(frames)
 
     def reply(self, timeout: float = 30.0) -> dict:
+        """The next reply's header; its buffers are kept in `last_buffers`."""
         assert self.sock.poll(int(timeout * 1000)), "no reply from the server"
-        return msgpack.unpackb(self.sock.recv_multipart()[0])
+        header, *self.last_buffers = self.sock.recv_multipart()
+        return msgpack.unpackb(header)
 
     def call(self, header: dict, buffers: list = ()) -> dict:
         header = {"id": next(self.ids), **header}

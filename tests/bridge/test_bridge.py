@@ -4,10 +4,12 @@ CURVE, and fuzzing with malformed messages. Servers bind tcp://127.0.0.1:* (a fr
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import msgpack
@@ -225,6 +227,49 @@ def test_curve_serves_a_known_key_and_refuses_an_unknown_one(tmp_path):
         assert err.value.code == "auth_failed" and "CURVE" in err.value.message
     finally:
         srv.stop()
+
+
+def test_streamvideo_keys_writes_the_files_the_spec_lists(tmp_path):
+    """PROTOCOL.md section 1.2's table of key files, for a client NAME, is what `streamvideo keys` writes."""
+    spec = (Path(__file__).resolve().parents[2] / "bridge" / "PROTOCOL.md").read_text()
+    table = spec[spec.index("| file | holds | who needs it |"):spec.index("Each file is a ZeroMQ certificate")]
+    listed = {name.replace("NAME", "robot") for name in re.findall(r"^\| `DIR/([^`]+)` \|", table, flags=re.M)}
+    create_keys(tmp_path, ["robot"])
+    assert listed == {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+
+
+def test_curve_handshake_failures_are_errors_that_name_their_cause(tmp_path):
+    """No handshake failure is a silent timeout: each raises auth_failed at once, naming the likely cause."""
+    keys = create_keys(tmp_path / "keys", ["robot"])
+    other_server = create_keys(tmp_path / "other", [])["server"]
+    curve, plain = start_server(curve_keys=str(tmp_path / "keys")), start_server()
+    cases = [  # (server, client options, what the message must name)
+        (curve, {"server_key": other_server, "client_key": keys["robot"]}, "the server key is wrong"),
+        (curve, {}, "requires CURVE"),
+        (plain, {"server_key": keys["server"], "client_key": keys["robot"]}, "plaintext server"),
+    ]
+    try:
+        for srv, options, cause in cases:
+            start = time.monotonic()
+            with pytest.raises(BridgeError) as err:
+                Client(srv.endpoints["control"], timeout=10, **options)
+            assert err.value.code == "auth_failed" and cause in err.value.message, err.value.message
+            assert time.monotonic() - start < 2, f"{cause}: {time.monotonic() - start:.2f} s"
+    finally:
+        curve.stop()
+        plain.stop()
+
+
+def test_a_handshake_that_never_completes_fails_after_the_handshake_timeout(tmp_path):
+    keys = create_keys(tmp_path / "keys", ["robot"])
+    with socket.create_server(("127.0.0.1", 0)) as silent:   # accepts the connection, never answers
+        start = time.monotonic()
+        with pytest.raises(BridgeError) as err:
+            Client(f"tcp://127.0.0.1:{silent.getsockname()[1]}", timeout=10, handshake_timeout=0.5,
+                   server_key=keys["server"], client_key=keys["robot"])
+        took = time.monotonic() - start
+    assert err.value.code == "auth_failed" and "did not complete within 0.5 s" in err.value.message
+    assert 0.4 < took < 2, took
 
 
 # ---------------------------------------------------------------------- fuzzing

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zmq
 from servers import LOOPBACK, MODEL, Raw, serve_process, start_server
+from wire_schema import CheckedRaw, exercise
 
 from streamvideo.apps.cli import main
 from streamvideo.bridge import (
@@ -119,6 +120,28 @@ def test_the_front_checks_requests_and_topics_as_a_server_does(front):
     assert raw.call({"op": "close", "session": sid})["ok"]
     for sock in (spy, watcher):
         sock.close()
+    raw.close()
+
+
+def test_the_front_counts_subscribers_and_relays_episodes(front):
+    with Client(front.endpoints["control"], timeout=30) as client:
+        session = client.open(seed=3)
+        assert session.stats()["subscribers"] == 0
+        stream = session.stream(fps=30, hwm=64)  # waits until the front counts its subscription; loses nothing
+        assert session.stats()["subscribers"] == 1
+        assert stream.recv(timeout=30).index == 0
+        assert session.reset(seed=3) == 0 and session.episode == 1
+        chunk = stream.recv(timeout=30)
+        while chunk.episode == 0:
+            chunk = stream.recv(timeout=30)
+        assert (chunk.episode, chunk.index) == (1, 0)
+        stream.close()
+        session.close()
+
+
+def test_the_fronts_messages_fit_the_schema(front):
+    raw = CheckedRaw(front.endpoints["control"], front.endpoints["pub"])
+    exercise(raw)
     raw.close()
 
 

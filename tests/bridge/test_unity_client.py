@@ -4,7 +4,8 @@
   key map, frame queue, chunk decoding (no server).
 - conformance.exe: against a live `streamvideo serve` (a subprocess on free loopback ports), through a
   P/Invoke transport on the system libzmq.so.5: handshake, a seeded episode whose frames must hash equal
-  to the Python client's, a prompt change, error replies, reconnect, the real-time stream, CURVE.
+  to the Python client's, a prompt change, error replies, reconnect, the real-time stream, CURVE (a refused client key
+  and a wrong server key are auth_failed after the handshake timeout).
 
 Skipped when mcs, mono or libzmq.so.5 are missing: `bash bridge/unity/ci/run_conformance.sh install`.
 """
@@ -231,6 +232,7 @@ def test_conformance_against_live_server(programs, tmp_path):
 
     keys = create_keys(tmp_path / "keys", ["unity", "stranger"])
     (tmp_path / "keys" / "authorized_clients" / "stranger.key").unlink()
+    other_server_key = create_keys(tmp_path / "other", [])["server"]
     curve_args = ("--curve-keys", str(tmp_path / "keys"))
     curve_client = {"server_key": keys["server"], "client_key": keys["unity"]}
     with (_serve(tmp_path / "serve.log") as control,
@@ -238,5 +240,6 @@ def test_conformance_against_live_server(programs, tmp_path):
         expected = _expected(control, tmp_path / "expected.msgpack")
         result = _run(programs / "conformance.exe", "--control", control, "--expected", str(expected),
                       "--curve-control", curve, "--server-key", str(keys["server"]),
-                      "--client-key", str(keys["unity"]), "--stranger-key", str(keys["stranger"]))
+                      "--client-key", str(keys["unity"]), "--stranger-key", str(keys["stranger"]),
+                      "--other-server-key", str(other_server_key))
     _passed(result)

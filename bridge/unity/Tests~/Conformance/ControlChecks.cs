@@ -43,6 +43,7 @@ namespace StreamVideo.Tests.Conformance
                     CheckRunner.ExpectEqual(Fields.Double(open, "fps"), info.Fps, "fps");
                     CheckRunner.ExpectEqual(Fields.String(Fields.Map(open, "action_space"), "describe"), info.ActionSpace.Describe, "action space");
                     CheckRunner.ExpectEqual("raw", info.Encoding, "encoding");
+                    CheckRunner.ExpectEqual(0, info.UnknownWords.Length, "unknown words (the model records no vocabulary)");
                     return string.Format("{0}: {1} frames/chunk of {2}x{3} at {4} fps, {5}", info.Model, info.FramesPerChunk, info.Width, info.Height, info.Fps, info.ActionSpace.Describe);
                 });
 
@@ -52,13 +53,14 @@ namespace StreamVideo.Tests.Conformance
                     return expected.Actions.Length + " steps, " + frames + " frames identical (SHA-256), prompt changed before step " + expected.PromptChangeAt;
                 });
 
-                runner.Run("reset: same seed replays the first chunk", () =>
+                runner.Run("reset: a new episode, and the same seed replays the first chunk", () =>
                 {
-                    session.Reset(expected.Prompt, expected.Seed);
+                    CheckRunner.ExpectEqual(0L, session.Reset(expected.Prompt, expected.Seed), "next_index");
                     var chunk = session.Step(ModelAction.Discrete(expected.Actions[0]));
                     CheckRunner.ExpectEqual(0L, chunk.Index, "index after reset");
+                    CheckRunner.ExpectEqual(1L, chunk.Episode, "episode after the first reset");
                     ExpectFrames(expected.EpisodeHashes[0], chunk, "chunk 0 after reset");
-                    return "index 0, frames identical";
+                    return "episode 1, index 0, frames identical";
                 });
 
                 runner.Run("error: bad action is a typed bad_action error and harms nothing", () =>
@@ -164,6 +166,7 @@ namespace StreamVideo.Tests.Conformance
                 if (k == expected.PromptChangeAt) session.SetPrompt(expected.Prompt2);
                 var chunk = session.Step(ModelAction.Discrete(expected.Actions[k]));
                 CheckRunner.ExpectEqual((long)k, chunk.Index, "index of step " + k);
+                CheckRunner.ExpectEqual(0L, chunk.Episode, "episode of step " + k);
                 CheckRunner.ExpectEqual(k < expected.PromptChangeAt ? expected.Prompt : expected.Prompt2, chunk.Prompt, "prompt of step " + k);
                 CheckRunner.Expect(chunk.Nfe > 0, "nfe of step " + k + " must be positive");
                 CheckRunner.Expect(chunk.Frames.All(f => f.Width == session.Info.Width && f.Height == session.Info.Height), "frame size of step " + k);

@@ -1,4 +1,4 @@
-using System.Linq;
+using System.Diagnostics;
 using StreamVideo.Client;
 using StreamVideo.Protocol;
 using StreamVideo.Tests.LibZmq;
@@ -6,10 +6,16 @@ using StreamVideo.Transport;
 
 namespace StreamVideo.Tests.Conformance
 {
-    /// <summary>CURVE against a server started with --curve-keys: an authorized key works, any other key gets no answer.</summary>
+    /// <summary>
+    /// CURVE against a server started with --curve-keys: an authorized key works; an unknown client key and a wrong server
+    /// key get no answer, which the client turns into <c>auth_failed</c> after its handshake timeout, naming the server key.
+    /// </summary>
     static class CurveChecks
     {
-        public static void Run(CheckRunner runner, string control, string serverKey, string clientKey, string strangerKey, Expected expected)
+        const int HandshakeTimeoutMs = 1000;
+
+        public static void Run(CheckRunner runner, string control, string serverKey, string clientKey, string strangerKey,
+                               string otherServerKey, Expected expected)
         {
             runner.Run("curve: an authorized client key is served", () =>
             {
@@ -26,19 +32,28 @@ namespace StreamVideo.Tests.Conformance
                 }
             });
 
-            runner.Run("curve: an unknown client key is refused", () =>
+            runner.Run("curve: an unknown client key is auth_failed within the handshake timeout",
+                       () => Refused(control, CurveKeys.FromCertificateFiles(serverKey, strangerKey), "an unauthorized client key"));
+            runner.Run("curve: a wrong server key is auth_failed within the handshake timeout, naming the server key",
+                       () => Refused(control, CurveKeys.FromCertificateFiles(otherServerKey, clientKey), "another server's key"));
+        }
+
+        static string Refused(string control, CurveKeys keys, string what)
+        {
+            var options = ControlChecks.Options(control);
+            options.Curve = keys;
+            options.HandshakeTimeoutMs = HandshakeTimeoutMs;
+            using (var client = new StreamVideoClient(LibZmqTransport.Create, options))
             {
-                var options = ControlChecks.Options(control);
-                options.Curve = CurveKeys.FromCertificateFiles(serverKey, strangerKey);
-                options.RequestTimeoutMs = 1000;
-                options.Attempts = 1;
-                using (var client = new StreamVideoClient(LibZmqTransport.Create, options))
-                {
-                    var err = CheckRunner.Throws<BridgeException>(() => client.Connect(), "hello with an unauthorized key");
-                    CheckRunner.ExpectEqual(BridgeException.Timeout, err.Code, "code");
-                    return err.Detail;
-                }
-            });
+                var clock = Stopwatch.StartNew();
+                var err = CheckRunner.Throws<BridgeException>(() => client.Connect(), "hello with " + what);
+                long took = clock.ElapsedMilliseconds;
+                CheckRunner.ExpectEqual(BridgeException.AuthFailed, err.Code, "code");
+                CheckRunner.Expect(err.Detail.Contains("server key is wrong"), "the message should name the server key: " + err.Detail);
+                CheckRunner.Expect(took >= HandshakeTimeoutMs && took < HandshakeTimeoutMs + 2000,
+                                   "auth_failed after " + took + " ms, expected " + HandshakeTimeoutMs + " ms and a little");
+                return "auth_failed after " + took + " ms: " + err.Detail;
+            }
         }
     }
 }

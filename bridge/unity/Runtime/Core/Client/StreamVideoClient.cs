@@ -17,7 +17,7 @@ namespace StreamVideo.Client
     /// </summary>
     public sealed class StreamVideoClient : IDisposable
     {
-        public const string ProtocolVersion = "1.1";
+        public const string ProtocolVersion = "1.2";
         const int PollSliceMs = 50;
 
         readonly TransportFactory _factory;
@@ -62,11 +62,11 @@ namespace StreamVideo.Client
         /// <summary>Sends <paramref name="op"/> and returns its success reply; an error reply throws <see cref="BridgeException"/>.</summary>
         public Reply Request(string op, IDictionary<string, object> fields, IList<byte[]> buffers = null)
         {
-            var reply = Exchange(op, fields, buffers);
+            var reply = Exchange(op, fields, buffers, RequestTimeoutMs, Attempts);
             if (!reply.Ok && reply.ErrorCode == "handshake_required" && op != "hello")
             {
                 Server = Hello(); // the server sees a new connection (e.g. after a TCP reconnect): greet it again
-                reply = Exchange(op, fields, buffers);
+                reply = Exchange(op, fields, buffers, RequestTimeoutMs, Attempts);
             }
             if (!reply.Ok) throw new BridgeException(reply.ErrorCode, reply.ErrorMessage);
             return reply;
@@ -152,16 +152,39 @@ namespace StreamVideo.Client
         ServerInfo Hello()
         {
             var fields = new Dictionary<string, object> { { "version", ProtocolVersion }, { "client", _options.ClientName } };
-            var reply = Exchange("hello", fields, null);
+            Reply reply;
+            if (_options.Curve == null)
+            {
+                reply = Exchange("hello", fields, null, RequestTimeoutMs, Attempts);
+            }
+            else
+            {
+                // A refused CURVE handshake gets no reply, and a transport has no socket monitor to tell it apart
+                // (PROTOCOL.md 1.2): an unanswered hello, in bounded time, is that refusal.
+                try
+                {
+                    reply = Exchange("hello", fields, null, _options.HandshakeTimeoutMs, 1);
+                }
+                catch (BridgeException err) when (err.Code == BridgeException.Timeout)
+                {
+                    throw new BridgeException(BridgeException.AuthFailed, string.Format(
+                        "no reply to hello from {0} within {1} ms over CURVE: the handshake did not complete. Most likely " +
+                        "the server key is wrong (it must be that server's server.key: a server that cannot decrypt a " +
+                        "client's handshake drops the connection without a word); else this client's public key is not in " +
+                        "the server's authorized_clients/, or the server is plaintext, or none is listening there",
+                        _options.ControlEndpoint, _options.HandshakeTimeoutMs));
+                }
+            }
             if (!reply.Ok) throw new BridgeException(reply.ErrorCode, reply.ErrorMessage);
             return ServerInfo.FromReply(reply.Header, _options.ControlEndpoint);
         }
 
         /// <summary>
-        /// One request: send, wait for the reply with its id (late replies to earlier requests are dropped),
-        /// resend with the same id after a timeout. <c>open</c> is never resent: a second one would open a second session.
+        /// One request: send, wait up to <paramref name="timeoutMs"/> for the reply with its id (late replies to earlier
+        /// requests are dropped), resend with the same id after a timeout, <paramref name="attempts"/> sends in all.
+        /// <c>open</c> is never resent: a second one would open a second session.
         /// </summary>
-        Reply Exchange(string op, IDictionary<string, object> fields, IList<byte[]> buffers)
+        Reply Exchange(string op, IDictionary<string, object> fields, IList<byte[]> buffers, int timeoutMs, int attempts)
         {
             long id = _nextId++;
             var header = new Dictionary<string, object>(fields);
@@ -170,25 +193,24 @@ namespace StreamVideo.Client
             var frames = new List<byte[]> { MsgPackWriter.Encode(header) };
             if (buffers != null) frames.AddRange(buffers);
 
-            int attempts = op == "open" ? 1 : Math.Max(1, Attempts);
+            attempts = op == "open" ? 1 : Math.Max(1, attempts);
             for (int attempt = 0; attempt < attempts; attempt++)
             {
                 var clock = Stopwatch.StartNew();
-                if (!Transport.SendControl(frames, RequestTimeoutMs)) continue;
-                while (clock.ElapsedMilliseconds < RequestTimeoutMs)
+                if (!Transport.SendControl(frames, timeoutMs)) continue;
+                while (clock.ElapsedMilliseconds < timeoutMs)
                 {
                     Cancellation.ThrowIfCancellationRequested();
-                    int wait = (int)Math.Min(PollSliceMs, Math.Max(1, RequestTimeoutMs - clock.ElapsedMilliseconds));
+                    int wait = (int)Math.Min(PollSliceMs, Math.Max(1, timeoutMs - clock.ElapsedMilliseconds));
                     var message = Transport.ReceiveControl(wait);
                     if (message == null) continue;
                     var reply = new Reply(DecodeHeader(message[0]), message.GetRange(1, message.Count - 1));
                     if (reply.Id == id || (reply.Id == null && !reply.Ok)) return reply;
                 }
             }
-            string hint = _options.Curve != null ? " (with CURVE, a key the server does not accept looks the same)" : "";
             throw new BridgeException(BridgeException.Timeout, string.Format(
-                "no reply to '{0}' (id {1}) from {2} within {3} ms, {4} attempt(s){5}",
-                op, id, _options.ControlEndpoint, RequestTimeoutMs, attempts, hint));
+                "no reply to '{0}' (id {1}) from {2} within {3} ms, {4} attempt(s)",
+                op, id, _options.ControlEndpoint, timeoutMs, attempts));
         }
 
         static Dictionary<string, object> DecodeHeader(byte[] frame)

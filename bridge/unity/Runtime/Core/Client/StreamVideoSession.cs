@@ -20,13 +20,21 @@ namespace StreamVideo.Client
         public SessionInfo Info { get; private set; }
         public string Id { get { return Info.Id; } }
 
-        /// <summary>Restarts the session's video (chunk index 0), optionally under a new prompt and seed.</summary>
-        public void Reset(string prompt = null, long? seed = null)
+        /// <summary>The words of the session's current prompt the model does not know (from the last open, reset or set_prompt).</summary>
+        public string[] UnknownWords { get { return Info.UnknownWords; } }
+
+        /// <summary>
+        /// Restarts the session's video as a new episode, optionally under a new prompt and seed; returns the index the
+        /// next chunk will have (0).
+        /// </summary>
+        public long Reset(string prompt = null, long? seed = null)
         {
             var fields = Fields();
             if (prompt != null) fields["prompt"] = prompt;
             if (seed.HasValue) fields["seed"] = seed.Value;
-            _client.Request("reset", fields);
+            var reply = _client.Request("reset", fields);
+            NoteUnknownWords(reply);
+            return Protocol.Fields.Long(reply.Header, "next_index");
         }
 
         /// <summary>Generates the next chunk under <paramref name="action"/> (null = the model's no-op). Not while streaming.</summary>
@@ -44,7 +52,7 @@ namespace StreamVideo.Client
             var fields = Fields();
             fields["prompt"] = prompt;
             if (recache) fields["recache"] = true;
-            _client.Request("set_prompt", fields);
+            NoteUnknownWords(_client.Request("set_prompt", fields));
         }
 
         /// <summary>
@@ -93,6 +101,11 @@ namespace StreamVideo.Client
         Dictionary<string, object> Fields()
         {
             return new Dictionary<string, object> { { "session", Id } };
+        }
+
+        void NoteUnknownWords(Reply reply)
+        {
+            if (Protocol.Fields.Has(reply.Header, "unknown_words")) Info.UnknownWords = Protocol.Fields.Strings(reply.Header, "unknown_words");
         }
     }
 }

@@ -11,6 +11,8 @@ namespace StreamVideo.Protocol
     {
         /// <summary>The chunk's index since the last reset.</summary>
         public long Index;
+        /// <summary>The session's resets before this chunk: (Episode, Index) names a chunk (0 from a 1.1 server).</summary>
+        public long Episode;
         /// <summary>Forward passes the chunk cost.</summary>
         public long Nfe;
         /// <summary>Generation time on the server.</summary>
@@ -35,6 +37,7 @@ namespace StreamVideo.Protocol
                 Frames = DecodeFrames(Fields.Map(header, "frames"), buffers),
             };
             if (Fields.Has(header, "time")) chunk.Time = Fields.Double(header, "time");
+            if (Fields.Has(header, "episode")) chunk.Episode = Fields.Long(header, "episode");
             for (int t = 0; t < chunk.Frames.Length; t++) chunk.Frames[t].ChunkIndex = chunk.Index;
             return chunk;
         }

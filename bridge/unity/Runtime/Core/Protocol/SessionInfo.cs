@@ -16,6 +16,8 @@ namespace StreamVideo.Protocol
         public double Fps;
         public ActionSpace ActionSpace;
         public string Encoding;
+        /// <summary>Words of the prompt the model does not know, so they do not steer it (empty from a 1.1 server).</summary>
+        public string[] UnknownWords;
 
         public static SessionInfo FromReply(IDictionary<string, object> reply)
         {
@@ -30,6 +32,7 @@ namespace StreamVideo.Protocol
                 Fps = Fields.Double(reply, "fps"),
                 ActionSpace = ActionSpace.FromMap(Fields.Map(reply, "action_space")),
                 Encoding = Fields.String(reply, "encoding"),
+                UnknownWords = Fields.Has(reply, "unknown_words") ? Fields.Strings(reply, "unknown_words") : new string[0],
             };
         }
     }
