@@ -44,6 +44,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from zmq.utils.monitor import recv_monitor_message
 
 from streamvideo.engine.actions import ActionSpec
 from streamvideo.envs.keymap import KeyMap
@@ -66,7 +67,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' blob:; media-src blob:; "
                                "frame-ancestors 'none'",
 }
-OPEN_FIELDS = ("model", "prompt", "seed", "mode", "schedule", "encoding", "quality")   # passed on to `open`
+OPEN_FIELDS = ("model", "prompt", "seed", "mode", "schedule", "encoding", "quality", "start_frames")  # to `open`
 MAX_KEYS_HELD = 32          # key names in one `input` (the key map reads 23 keys)
 MAX_KEY_NAME = 32           # characters of one key name
 MAX_INPUT_SEQ = 2**32 - 1   # the page numbers its inputs; a chunk message carries the number in 32 bits
@@ -174,17 +175,28 @@ def chunk_message(header: dict, buffers: list, input_seq: int) -> bytes:
 # ------------------------------------------------------------------------------------ the bridge connection
 
 class BridgeConnection:
-    """One DEALER to the endpoint, its requests matched to replies by id (PROTOCOL.md section 3)."""
+    """A bridge client connection (PROTOCOL.md section 1): a DEALER whose requests are matched to replies by id,
+    and a SUB for the stream of the topic it subscribes to."""
 
-    def __init__(self, context: zmq.asyncio.Context, address: str, curve, heartbeat_ms: int, limits: Limits):
-        self.sock = context.socket(zmq.DEALER)
-        common_options(self.sock, heartbeat_ms)
-        if curve is not None:
-            self.sock.curve_serverkey, self.sock.curve_publickey, self.sock.curve_secretkey = curve
-        self.sock.connect(address)
-        self.limits = limits
+    def __init__(self, front: WebFront):
+        self.limits = front.limits
+        self.sock = self._socket(front, zmq.DEALER)
+        self.sub = self._socket(front, zmq.SUB)
+        self._sub_monitor = self.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)   # before connecting
+        self.sock.connect(front.control)
+        self.sub.connect(front.pub)
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
+
+    @staticmethod
+    def _socket(front: WebFront, kind: int) -> zmq.asyncio.Socket:
+        sock = front.context.socket(kind)
+        common_options(sock, front.heartbeat_ms)
+        if kind == zmq.SUB:
+            sock.rcvhwm = 2   # latest-frame viewing (PROTOCOL.md section 1.3)
+        if front.curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = front.curve
+        return sock
 
     async def send(self, op: str, **fields) -> asyncio.Future:
         """Send a request; returns the future of its reply header (BridgeError when the reply is an error)."""
@@ -210,10 +222,25 @@ class BridgeConnection:
             else:
                 reply.set_exception(BridgeError(header["error"]["code"], header["error"]["message"]))
 
+    async def watch(self, topic: bytes) -> None:
+        """Subscribe to a stream before it starts (the slow joiner of PROTOCOL.md section 4, `stream`): once the
+        SUB's connection is up, the subscription leaves at once, and a `ping` round trip gives the server time to
+        apply it. Nothing confirms it, so the stream's first chunk can still be lost now and then; the page then
+        starts from the next one."""
+        if self._sub_monitor is not None:
+            await asyncio.wait_for(recv_monitor_message(self._sub_monitor), REPLY_TIMEOUT)
+            self.sub.disable_monitor()
+            self._sub_monitor.close(linger=0)
+            self._sub_monitor = None
+        self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        await self.request("ping")
+
     def close(self) -> None:
         for reply in self._waiting.values():
             reply.cancel()
-        self.sock.close(linger=0)
+        for sock in (self.sock, self.sub, self._sub_monitor):
+            if sock is not None:
+                sock.close(linger=0)
 
 
 async def wait_reply(reply: asyncio.Future, op: str) -> dict:
@@ -230,12 +257,12 @@ class Player:
 
     def __init__(self, front: WebFront, websocket: ServerConnection):
         self.front, self.websocket = front, websocket
-        self.bridge = BridgeConnection(front.context, front.control, front.curve, front.heartbeat_ms, front.limits)
+        self.bridge = BridgeConnection(front)   # connected now: its SUB is connected long before a stream starts
         self.session: dict | None = None      # the open reply
+        self.topic: bytes | None = None       # its stream topic
         self.keymap: KeyMap | None = None
-        self.subscriber: zmq.asyncio.Socket | None = None
-        self.stream_task: asyncio.Task | None = None
         self.paused = False
+        self.start_frames = True              # streams start from the model's start frames (open, reset)
         self.applied: list[tuple[int, int]] = []   # (chunk index from which it applies, input seq), acts answered
         self.input_seq = 0                    # the page's last input the chunks now made carry
         self.skip_above: int | None = None    # after a reset: chunks indexed above this were made before it
@@ -244,6 +271,7 @@ class Player:
 
     async def run(self) -> None:
         self.spawn(self.bridge.read_replies())
+        self.spawn(self.forward_stream())
         try:
             hello = await self.bridge.request("hello", version=P.PROTOCOL_VERSION, client="streamvideo web page")
             await self.tell(type="hello", models=hello["models"], server=hello["server"],
@@ -263,8 +291,8 @@ class Player:
             await self.leave()
 
     async def handle(self, op: str, fields: dict) -> None:
-        if op == "open":
-            await self.open({k: fields[k] for k in OPEN_FIELDS if k in fields})
+        if op == "open":   # from the model's start frames unless the page says not, as play starts
+            await self.open({"start_frames": True, **{k: fields[k] for k in OPEN_FIELDS if k in fields}})
             return
         if op not in ("input", "prompt", "reset", "pause"):
             raise BridgeError("unknown_op", f"unknown op {op!r}; expected open, input, prompt, reset or pause")
@@ -279,7 +307,8 @@ class Player:
             self.spawn(self.answered(await self.bridge.send("set_prompt", session=sid, prompt=fields.get("prompt")),
                                      "prompt"))
         elif op == "reset":
-            self.spawn(self.after_reset(await self.bridge.send("reset", session=sid)))
+            self.spawn(self.after_reset(await self.bridge.send("reset", session=sid,
+                                                               start_frames=self.start_frames)))
         else:
             if not isinstance(fields.get("on"), bool):
                 raise BridgeError("bad_type", f"pause.on must be true or false, got {fields.get('on')!r}")
@@ -290,23 +319,23 @@ class Player:
         """Open a session (closing the tab's earlier one), subscribe to its stream, start it in real time."""
         await self.close_session()
         info = await self.bridge.request("open", **options)
+        self.start_frames = options["start_frames"]   # a reset starts the same way
         self.session, self.paused, self.applied, self.input_seq, self.prompt = info, False, [], 0, None
         self.keymap = KeyMap(ActionSpec.from_dict(info["action_space"]))
-        self.subscriber = self.front.context.socket(zmq.SUB)
-        self.subscriber.linger, self.subscriber.rcvhwm = 0, 2   # latest-frame viewing (PROTOCOL.md section 1.3)
-        self.subscriber.connect(self.front.pub)
-        self.subscriber.setsockopt(zmq.SUBSCRIBE, info["topic"].encode())
-        self.stream_task = self.spawn(self.forward_stream(self.subscriber))
-        await self.bridge.request("stream", session=info["session"], on=True)
+        self.topic = info["topic"].encode()
+        await self.bridge.watch(self.topic)
         await self.tell(type="session", **{k: info[k] for k in ("model", "frames_per_chunk", "height", "width", "fps",
                                                                "encoding", "action_space")},
-                        keys=sorted(self.keymap.keys), help=self.keymap.help_lines())
+                        keys=sorted(self.keymap.keys), help=self.keymap.help_lines())   # before its first chunk
+        await self.bridge.request("stream", session=info["session"], on=True)
 
-    async def forward_stream(self, subscriber: zmq.asyncio.Socket) -> None:
+    async def forward_stream(self) -> None:
         """Each chunk of the session's stream to the page as one binary message, while the page keeps up: a
         send waits for the browser, and meanwhile the SUB's small high-water mark drops older chunks."""
         while True:
-            frames = await subscriber.recv_multipart()
+            frames = await self.bridge.sub.recv_multipart()
+            if frames[0] != self.topic:
+                continue   # the stream of a session this tab has left
             header, buffers = P.unpack(frames[1:], self.front.limits)
             if "end" in header:
                 if header["end"]["reason"] != "stopped" or not self.paused:
@@ -356,10 +385,9 @@ class Player:
                 self.spawn(self.answered(await self.bridge.send("ping", sessions=[self.session["session"]]), "ping"))
 
     async def close_session(self) -> None:
-        if self.subscriber is not None:
-            self.stream_task.cancel()
-            self.subscriber.close(linger=0)
-            self.subscriber = None
+        if self.topic is not None:
+            self.bridge.sub.setsockopt(zmq.UNSUBSCRIBE, self.topic)
+            self.topic = None
         if self.session is not None:
             session, self.session = self.session, None
             try:

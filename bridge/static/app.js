@@ -60,7 +60,7 @@ socket.addEventListener("message", (event) => {
 });
 
 function openOptions() {
-  // ?model=...&prompt=...&seed=...&encoding=jpeg in the page's URL choose how the session opens
+  // ?model=...&prompt=...&seed=...&encoding=jpeg&start_frames=false in the page's URL choose how the session opens
   const options = {};
   const query = new URLSearchParams(location.search);
   for (const name of ["model", "prompt", "mode", "schedule", "encoding"]) {
@@ -69,6 +69,7 @@ function openOptions() {
   for (const name of ["seed", "quality"]) {
     if (query.has(name)) options[name] = Number(query.get(name));
   }
+  if (query.has("start_frames")) options.start_frames = !["0", "false", "no"].includes(query.get("start_frames"));
   return options;
 }
 

@@ -23,7 +23,8 @@ from servers import LOOPBACK, MODEL
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
-from streamvideo.bridge import Limits, Server, ServerConfig
+import streamvideo
+from streamvideo.bridge import BridgeError, Client, Limits, Server, ServerConfig, create_keys
 from streamvideo.bridge.web import (
     CHUNK_HEADER,
     MAX_KEYS_HELD,
@@ -41,6 +42,8 @@ from streamvideo.envs.keymap import KeyMap
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 BOX = ActionSpec("continuous", dim=2, low=(-2.0, -1.0), high=(2.0, 1.0))
+TEXT_SPEC = {"name": "hash", "dim": 32, "max_tokens": 16, "seed": 0}
+PROMPTS = ["a grassy meadow", "a sandy desert"]
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +52,23 @@ def box_model(tmp_path_factory):
     model, codec, _, latent_hw, fps, _ = tiny_random("cpu", torch.float32)
     config = dataclasses.replace(model.config, action=BOX)
     model = seeded_random(lambda: CausalDiT(config), 0, "cpu", torch.float32)
-    return str(save_model_folder(tmp_path_factory.mktemp("box") / "model", model, codec,
-                                 {"name": "hash", "dim": 32, "max_tokens": 16, "seed": 0}, latent_hw, fps))
+    return str(save_model_folder(tmp_path_factory.mktemp("box") / "model", model, codec, TEXT_SPEC, latent_hw, fps))
 
 
 @pytest.fixture(scope="module")
-def server(box_model):
+def start_model(tmp_path_factory):
+    """The tiny random model with start frames: 3 real frames for each of its two trained prompts."""
+    model, codec, _, latent_hw, fps, _ = tiny_random("cpu", torch.float32)
+    frames = np.random.default_rng(1).integers(0, 256, (len(PROMPTS), 3, 64, 64, 3), dtype=np.uint8)
+    return str(save_model_folder(tmp_path_factory.mktemp("start") / "model", model, codec, TEXT_SPEC, latent_hw,
+                                 fps, prompt=PROMPTS[0], prompts=PROMPTS, start_frames=frames))
+
+
+@pytest.fixture(scope="module")
+def server(box_model, start_model):
     limits = Limits(max_sessions=16, idle_timeout_ms=5000, stream_sndbuf=64 << 10)
-    srv = Server(ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=(MODEL, box_model), heartbeat_ms=200,
-                              limits=limits)).start()
+    srv = Server(ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=(MODEL, box_model, start_model),
+                              heartbeat_ms=200, limits=limits)).start()
     yield srv
     srv.stop()
 
@@ -333,3 +344,56 @@ def test_serve_web_off_loopback_prints_a_url_with_a_token():
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0                                        # SIGTERM stops it cleanly
+
+
+def test_open_and_reset_can_start_from_the_models_start_frames(server, start_model):
+    """The bridge's hook the page uses to start as play does; a plain open still starts from the prompt alone."""
+    local = streamvideo.load(start_model)
+    local.reset(prompt=PROMPTS[1], seed=5, context_frames=local.start_frames_for(PROMPTS[1]))
+    expected = local.step(2)
+    with Client(server.endpoints["control"], timeout=60) as client:
+        session = client.open(model=start_model, prompt=PROMPTS[1], seed=5, start_frames=True)
+        chunk = session.step(2)
+        assert chunk.index == expected.index == 1 and np.array_equal(chunk.frames, expected.frames)
+        assert client.request("reset", session=session.id, start_frames=True)[0]["next_index"] == 1
+        with pytest.raises(BridgeError, match="context_frames or start_frames, not both"):
+            session_frames = np.zeros((3, 64, 64, 3), np.uint8)
+            client.request("reset", [session_frames], session=session.id, start_frames=True,
+                           context_frames={"dtype": "uint8", "shape": [3, 64, 64, 3], "buffer": 1})
+        assert session.step(0).index == 1                               # the refused reset changed nothing
+        assert client.open(model=start_model, prompt=PROMPTS[1]).step(0).index == 0
+
+
+def test_the_page_starts_from_start_frames_unless_told_not_to(front, start_model):
+    """Whichever chunk reaches the page first (a stream is lossy), it is the one a local generator makes from the
+    model's start frames, or from the prompt alone with start_frames=false."""
+    for options, start in (({}, True), ({"start_frames": False}, False)):
+        with connect(socket_url(front)) as ws:
+            recv_until(ws, "hello")
+            ws.send(json.dumps({"op": "open", "model": start_model, "seed": 5, **options}))
+            recv_until(ws, "session")
+            message = recv_until(ws, "chunk")
+        index = CHUNK_HEADER.unpack_from(message)[0]
+        local = streamvideo.load(start_model)
+        local.reset(seed=5, context_frames=local.start_frames_for(PROMPTS[0]) if start else None)
+        chunks = [local.step(None) for _ in range(index + 1 - start)]
+        assert chunks[-1].index == index
+        frames = np.frombuffer(message, np.uint8, offset=CHUNK_HEADER.size).reshape(3, 64, 64, 3)
+        assert np.array_equal(frames, chunks[-1].frames), options
+
+
+def test_the_page_plays_from_a_curve_server(tmp_path):
+    """With --curve-keys the page's connection to the bridge uses the server's own key pair."""
+    create_keys(tmp_path / "keys")
+    curve_server = Server(ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=(MODEL,), heartbeat_ms=200,
+                                       curve_keys=str(tmp_path / "keys"))).start()
+    web = WebFront(curve_server, "127.0.0.1", 0).start()
+    try:
+        with connect(socket_url(web)) as ws:
+            recv_until(ws, "hello")
+            ws.send(json.dumps({"op": "open"}))
+            recv_until(ws, "session")
+            assert CHUNK_HEADER.unpack_from(recv_until(ws, "chunk"))[4:7] == (3, 64, 64)
+    finally:
+        web.stop()
+        curve_server.stop()
