@@ -72,6 +72,7 @@ MAX_KEYS_HELD = 32          # key names in one `input` (the key map reads 23 key
 MAX_KEY_NAME = 32           # characters of one key name
 MAX_INPUT_SEQ = 2**32 - 1   # the page numbers its inputs; a chunk message carries the number in 32 bits
 MAX_IN_FLIGHT = 64          # requests of one tab waiting for their replies; more are refused with `busy`
+MAX_UNACKED = 2             # chunks sent to a tab that it has not acknowledged; newer ones wait, the newest wins
 CONNECTIONS_PER_SESSION = 4  # WebSockets open at once, per `max_sessions` (a reloading tab holds two for a moment)
 REPLY_TIMEOUT = 30.0        # seconds a request waits for the endpoint's reply
 ENCODING_CODES = {"raw": 0, "jpeg": 1}
@@ -267,6 +268,8 @@ class Player:
         self.input_seq = 0                    # the page's last input the chunks now made carry
         self.skip_above: int | None = None    # after a reset: chunks indexed above this were made before it
         self.prompt: str | None = None        # the prompt of the last chunk sent
+        self.waiting_chunk: bytes | None = None   # the newest chunk message not sent yet (the page is behind)
+        self.unacked = 0                      # chunks sent that the page has not acknowledged
         self.tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
@@ -294,8 +297,12 @@ class Player:
         if op == "open":   # from the model's start frames unless the page says not, as play starts
             await self.open({"start_frames": True, **{k: fields[k] for k in OPEN_FIELDS if k in fields}})
             return
+        if op == "ack":   # the page has a chunk: room for the next
+            self.unacked = max(0, self.unacked - 1)
+            await self.send_chunk()
+            return
         if op not in ("input", "prompt", "reset", "pause"):
-            raise BridgeError("unknown_op", f"unknown op {op!r}; expected open, input, prompt, reset or pause")
+            raise BridgeError("unknown_op", f"unknown op {op!r}; expected open, input, prompt, reset, pause or ack")
         if self.session is None:
             raise BridgeError("bad_state", f"{op!r} before a session is open: send open first")
         sid = self.session["session"]
@@ -321,6 +328,7 @@ class Player:
         info = await self.bridge.request("open", **options)
         self.start_frames = options["start_frames"]   # a reset starts the same way
         self.session, self.paused, self.applied, self.input_seq, self.prompt = info, False, [], 0, None
+        self.waiting_chunk, self.unacked = None, 0
         self.keymap = KeyMap(ActionSpec.from_dict(info["action_space"]))
         self.topic = info["topic"].encode()
         await self.bridge.watch(self.topic)
@@ -330,8 +338,8 @@ class Player:
         await self.bridge.request("stream", session=info["session"], on=True)
 
     async def forward_stream(self) -> None:
-        """Each chunk of the session's stream to the page as one binary message, while the page keeps up: a
-        send waits for the browser, and meanwhile the SUB's small high-water mark drops older chunks."""
+        """Each chunk of the session's stream to the page as one binary message, as long as the page keeps up;
+        when it does not, only the newest chunk waits for it (send_chunk)."""
         while True:
             frames = await self.bridge.sub.recv_multipart()
             if frames[0] != self.topic:
@@ -351,7 +359,17 @@ class Player:
             if header["prompt"] != self.prompt:
                 self.prompt = header["prompt"]
                 await self.tell(type="prompt", prompt=self.prompt)
-            await self.websocket.send(chunk_message(header, buffers, self.input_seq))
+            self.waiting_chunk = chunk_message(header, buffers, self.input_seq)   # replaces one not sent yet
+            await self.send_chunk()
+
+    async def send_chunk(self) -> None:
+        """Send the waiting chunk while fewer than MAX_UNACKED chunks are unacknowledged. Chunks a slow page (a
+        busy browser, a slow network) has not taken would otherwise queue up in the socket buffers, seconds of
+        them, between a key press and its frame."""
+        if self.waiting_chunk is not None and self.unacked < MAX_UNACKED:
+            message, self.waiting_chunk = self.waiting_chunk, None
+            self.unacked += 1
+            await self.websocket.send(message)
 
     async def after_act(self, reply: asyncio.Future, seq: int) -> None:
         """The act's reply names the last chunk published: the action applies from the next one."""

@@ -8,9 +8,9 @@
 
 const CHUNK_HEADER_BYTES = 21;     // index u32, input u32, seconds f32, nfe u16, count, height, width u16, encoding u8
 const ENCODINGS = ["raw", "jpeg"];
-const MAX_QUEUED_CHUNKS = 2;       // more waiting than this: the page fell behind, skip to the newest chunk
 const RECORD_SIDE = 512;           // a recording's longer side, in pixels (whole multiples of the frame size)
 const FPS_WINDOW_MS = 2000;        // the HUD's FPS counts the frames drawn over this long
+const MIN_STAGE_WIDTH = 512;       // pixels: room for the prompt box and the buttons under a small canvas
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("screen");
@@ -137,8 +137,9 @@ let frameImage = context.createImageData(canvas.width, canvas.height);
 let nextFrameAt = 0;
 
 async function onChunk(buffer) {
-  state.queue.push(await parseChunk(buffer));
-  if (state.queue.length > MAX_QUEUED_CHUNKS) state.queue.splice(0, state.queue.length - 1);
+  const chunk = await parseChunk(buffer);
+  send({ op: "ack" });   // room for the next chunk: the server sends only a couple ahead of these acks
+  state.queue.push(chunk);
 }
 
 // A chunk message -> {index, input, seconds, nfe, count, height, width, encoding, frames}: frames are RGB bytes
@@ -188,18 +189,22 @@ function drawFrame(frame) {
   if (recording) recording.context.drawImage(canvas, 0, 0, recording.canvas.width, recording.canvas.height);
 }
 
-// Each animation frame: draw the next frame when it is due (the model's frame rate), first frames of a chunk as
-// soon as they arrive when nothing else waits.
+// Each animation frame: draw the next frame when it is due, at the model's frame rate. A chunk is started only if
+// it is the newest: with a whole chunk waiting behind the one on screen, the page would show everything a chunk
+// late from then on (the server makes chunks exactly as fast as the page shows them), so it skips to the newest.
+// A chunk's first frame may also come up to half a frame early, and sets the pace of the frames after it: the
+// display locks onto the chunks' arrivals instead of trailing them by a fixed part of a chunk.
 function tick(now) {
+  if (state.queue.length > 1 && state.queue[0].shown === undefined) state.queue.splice(0, state.queue.length - 1);
   const chunk = state.queue[0];
-  if (chunk && !state.paused && now >= nextFrameAt) {
-    const first = chunk.shown === undefined;
+  const period = state.session ? 1000 / state.session.fps : 0;
+  const first = chunk !== undefined && chunk.shown === undefined;
+  if (chunk && !state.paused && now >= nextFrameAt - (first ? period / 2 : 0)) {
     chunk.shown = first ? 0 : chunk.shown + 1;
     drawFrame(chunk.frames[chunk.shown]);
     const drawn = performance.now();
     if (chunk.shown === chunk.frames.length - 1) state.queue.shift();
-    const period = 1000 / state.session.fps;
-    nextFrameAt = nextFrameAt + period > now ? nextFrameAt + period : now + period;   // late: no burst to catch up
+    nextFrameAt = first || now > nextFrameAt + period ? now + period : nextFrameAt + period;   // late: no burst
     state.framesDrawn += 1;
     state.drawTimes.push(drawn);
     while (state.drawTimes[0] < drawn - FPS_WINDOW_MS) state.drawTimes.shift();
@@ -222,8 +227,8 @@ function showHud() {
   const times = state.drawTimes;
   const fps = times.length > 1 ? ((times.length - 1) * 1000 / (times[times.length - 1] - times[0])).toFixed(1) : "--";
   const latency = state.latencies.length ? `${state.latencies[state.latencies.length - 1].toFixed(0)} ms` : "--";
-  $("hud-numbers").textContent = `${state.paused ? "paused" : fps + " FPS"}   chunk #${chunk.index}   NFE ${chunk.nfe}`
-    + `   generated in ${(chunk.seconds * 1000).toFixed(0)} ms   key to frame ${latency}`;
+  $("hud-numbers").textContent = [state.paused ? "paused" : `${fps} FPS`, `chunk #${chunk.index}`, `NFE ${chunk.nfe}`,
+                                   `gen ${(chunk.seconds * 1000).toFixed(0)} ms`, `key→frame ${latency}`].join(" · ");
 }
 
 function fitCanvas() {
@@ -232,6 +237,7 @@ function fitCanvas() {
   const scale = Math.max(1, Math.floor(room));
   canvas.style.width = `${width * scale}px`;
   canvas.style.height = `${height * scale}px`;
+  $("stage").style.width = `${Math.max(width * scale, MIN_STAGE_WIDTH)}px`;   // the HUD's text never resizes it
 }
 window.addEventListener("resize", fitCanvas);
 

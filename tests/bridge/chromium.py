@@ -165,8 +165,14 @@ class Page:
         """Type text into the focused element."""
         self.call("Input.insertText", text=text)
 
-    def screenshot(self, path: str | Path) -> None:
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+    def screenshot(self, path: str | Path, clip_to: str | None = None) -> None:
+        """Save the tab as a PNG; `clip_to`: only the top-left part that holds this element (a CSS selector)."""
+        params = {}
+        if clip_to is not None:
+            right, bottom = self.evaluate(f"(() => {{ const r = document.querySelector('{clip_to}')"
+                                          ".getBoundingClientRect(); return [r.right, r.bottom]; })()")
+            params["clip"] = {"x": 0, "y": 0, "width": right, "height": bottom, "scale": 1}
+        data = self.call("Page.captureScreenshot", format="png", **params)["data"]
         Path(path).write_bytes(base64.b64decode(data))
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from streamvideo.bridge import BridgeError, Client, Limits, Server, ServerConfig
 from streamvideo.bridge.web import (
     CHUNK_HEADER,
     MAX_KEYS_HELD,
+    MAX_UNACKED,
     WebFront,
     access_token,
     chunk_message,
@@ -148,7 +149,8 @@ def test_the_page_plays_keys_prompt_pause_reset_and_record(front, server, browse
     wait_until(lambda: session.prompt == "sandy desert at dusk", what="the typed prompt in the session")
     page.wait_for("window.streamvideo.prompt === 'sandy desert at dusk'")        # chunks made under it came back
     assert "sandy desert at dusk" in page.evaluate("document.getElementById('hud-prompt').textContent")
-    assert re.search(r"FPS +chunk #\d+ +NFE \d", page.evaluate("document.getElementById('hud-numbers').textContent"))
+    hud = page.evaluate("document.getElementById('hud-numbers').textContent")
+    assert re.search(r"FPS · chunk #\d+ · NFE \d+ · gen \d+ ms · key→frame \d+ ms", hud), hud
 
     page.press("KeyP")
     wait_until(lambda: not session.streaming, what="paused")
@@ -262,11 +264,14 @@ def test_loopback_refuses_other_host_names_and_other_sites_pages(front):
         assert json.loads(ws.recv())["type"] == "hello"
 
 
-def recv_until(ws, kind: str, timeout: float = 60.0):
-    """The next message of type `kind` (a chunk: bytes), skipping the others."""
+def recv_until(ws, kind: str, timeout: float = 60.0, ack: bool = True):
+    """The next message of type `kind` (a chunk: bytes), skipping the others; every chunk read is acknowledged,
+    as the page does, unless ack=False."""
     deadline = time.monotonic() + timeout
     while True:
         message = ws.recv(timeout=max(0.0, deadline - time.monotonic()))
+        if isinstance(message, bytes) and ack:
+            ws.send(json.dumps({"op": "ack"}))
         if kind == "chunk" and isinstance(message, bytes):
             return message
         if isinstance(message, str) and json.loads(message)["type"] == kind:
@@ -317,6 +322,21 @@ def test_a_message_over_the_limit_closes_only_its_own_websocket(front, server):
         message = recv_until(other, "chunk")
         header = CHUNK_HEADER.unpack_from(message)
         assert header[4:7] == (3, 64, 64) and len(message) == CHUNK_HEADER.size + 3 * 64 * 64 * 3
+
+
+def test_a_page_that_does_not_acknowledge_chunks_gets_no_more_than_two_then_the_newest(front):
+    """A slow page (a busy browser, a slow network) is never sent a backlog: chunks would wait in the socket
+    buffers, seconds of them between a key press and its frame."""
+    with connect(socket_url(front)) as ws:
+        recv_until(ws, "hello")
+        ws.send(json.dumps({"op": "open"}))
+        recv_until(ws, "session")
+        first = [CHUNK_HEADER.unpack_from(recv_until(ws, "chunk", ack=False))[0] for _ in range(MAX_UNACKED)]
+        with pytest.raises(TimeoutError):        # 5 chunk periods of the model: nothing more without an ack
+            recv_until(ws, "chunk", timeout=5 * 3 / 15, ack=False)
+        ws.send(json.dumps({"op": "ack"}))
+        newest = CHUNK_HEADER.unpack_from(recv_until(ws, "chunk", ack=False))[0]
+        assert newest >= first[-1] + 2           # chunks made meanwhile were dropped, not queued
 
 
 def test_chunk_messages_carry_jpeg_images_with_their_sizes():
