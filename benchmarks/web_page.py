@@ -11,7 +11,7 @@
 2. latency: the default model (or --model) served on loopback (`serve --web`'s WebFront, in this process, with
    --threads torch threads) and the page in Chromium; an arrow key held for --hold seconds then released,
    --presses times, in turn; the page's own measure: performance.now() at keydown to the first frame drawn that
-   was generated with the key. Median and p95; --screenshot saves the page of a new session afterwards.
+   was generated with the key. Median and p95; --screenshot saves the page of a new session (--seed) afterwards.
 Writes benchmarks/results/web-page-<model>-threads<N>-cpu.json and prints a table.
 """
 
@@ -132,6 +132,7 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=40)
     parser.add_argument("--hold", type=float, default=0.6, help="seconds each key is held")
     parser.add_argument("--screenshot", help="save the page as a PNG here after the latency run")
+    parser.add_argument("--seed", type=int, default=1, help="the screenshot's session seed")
     args = parser.parse_args()
 
     threads = set_threads(args.threads)
@@ -154,7 +155,7 @@ def main() -> int:
                 print(f"key press to frame drawn, {args.model}, {threads} torch thread(s), {len(latencies)} presses: "
                       f"median {result['latency_ms']['median']} ms, p95 {result['latency_ms']['p95']} ms")
                 if args.screenshot:
-                    take_screenshot(page, args.screenshot)
+                    take_screenshot(page, args.screenshot, args.seed)
             if args.only in (None, "frames"):
                 page.press("KeyP")   # the stream pauses: nothing else draws on the canvas meanwhile
                 result["frame_formats"] = measure_frames(page)
@@ -171,16 +172,15 @@ def main() -> int:
     return 0
 
 
-def take_screenshot(page, path: str) -> None:
-    """The page of a new session (from the model's start frames), the avatar walking right; cropped to the
-    page's content."""
-    page.navigate(page.evaluate("location.href"))
-    page.wait_for("window.streamvideo.framesDrawn >= 10")
-    page.key("ArrowRight", True)
+def take_screenshot(page, path: str, seed: int) -> None:
+    """The page of a new session (seed `seed`, from the model's start frames), after a step right and two
+    seconds of play; cropped to the page's content."""
+    page.navigate(page.evaluate("location.origin + location.pathname") + f"?seed={seed}")
+    page.wait_for("window.streamvideo.framesDrawn >= 3")
+    page.press("ArrowRight")
     page.wait_for("window.streamvideo.latencies.length >= 1")
-    time.sleep(1.0)
+    time.sleep(2.0)
     page.screenshot(path, clip_to="main")
-    page.key("ArrowRight", False)
     print(f"saved {path}")
 
 

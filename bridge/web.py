@@ -5,7 +5,7 @@ Behind each WebSocket is an ordinary bridge client connection (a DEALER and a SU
 serves, a Server or a Front with its workers: every request of the page goes through the same request checks,
 sessions, batching, limits and error codes as a ZeroMQ client's, because it is one. Nothing here runs a session;
 it translates. What it adds is what a browser needs: the page's keys turned into the session's action by the key
-map `streamvideo play` uses (`streamvideo.envs.keymap`), chunks re-packed as one binary WebSocket message each
+map `streamvideo play` uses (`streamvideo.engine.keymap`), chunks re-packed as one binary WebSocket message each
 (`chunk_message`), and the session kept alive while the tab is open.
 
 Safe by default (as Jupyter): on loopback the page and its WebSocket answer only requests whose Host is a
@@ -47,7 +47,7 @@ from websockets.http11 import Request, Response
 from zmq.utils.monitor import recv_monitor_message
 
 from streamvideo.engine.actions import ActionSpec
-from streamvideo.envs.keymap import KeyMap
+from streamvideo.engine.keymap import KeyMap
 
 from . import protocol as P
 from .endpoint import Endpoint, common_options

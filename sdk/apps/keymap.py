@@ -1,4 +1,4 @@
-"""The key map of `streamvideo play`: the shared rules of `streamvideo.envs.keymap` (which keys drive which
+"""The key map of `streamvideo play`: the shared rules of `streamvideo.engine.keymap` (which keys drive which
 actions, for every kind of action space) read from pygame's key codes.
 
     keymap = KeyMap(generator.action_spec)
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pygame
 
+from ..engine import keymap
 from ..engine.actions import ActionSpec
-from ..envs import keymap
 
 PYGAME_CODES = {  # KeyboardEvent.code name -> pygame key constant, for every key the rules use (KEY_NAMES)
     "ArrowUp": pygame.K_UP, "ArrowDown": pygame.K_DOWN, "ArrowLeft": pygame.K_LEFT, "ArrowRight": pygame.K_RIGHT,
@@ -21,7 +21,7 @@ PYGAME_CODES = {  # KeyboardEvent.code name -> pygame key constant, for every ke
 
 
 class KeyMap(keymap.KeyMap):
-    """`streamvideo.envs.keymap.KeyMap` on pygame key codes."""
+    """`streamvideo.engine.keymap.KeyMap` on pygame key codes."""
 
     def __init__(self, spec: ActionSpec):
         super().__init__(spec, PYGAME_CODES)

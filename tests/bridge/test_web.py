@@ -37,9 +37,9 @@ from streamvideo.bridge.web import (
     web_address,
 )
 from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.keymap import KeyMap
 from streamvideo.engine.model import CausalDiT
 from streamvideo.engine.presets import GAME_ACTIONS, save_model_folder, seeded_random, tiny_random
-from streamvideo.envs.keymap import KeyMap
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 BOX = ActionSpec("continuous", dim=2, low=(-2.0, -1.0), high=(2.0, 1.0))

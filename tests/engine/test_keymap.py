@@ -7,8 +7,8 @@ import pytest
 from streamvideo.apps.keymap import PYGAME_CODES
 from streamvideo.apps.keymap import KeyMap as PygameKeyMap
 from streamvideo.engine.actions import ActionSpec
+from streamvideo.engine.keymap import KEY_NAMES, KeyMap
 from streamvideo.engine.presets import GAME_ACTIONS
-from streamvideo.envs.keymap import KEY_NAMES, KeyMap
 
 
 def test_game_actions_from_key_names():

@@ -35,7 +35,7 @@ import re
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
-from streamvideo.engine.actions import ActionSpec
+from .actions import ActionSpec
 
 ARROWS = {  # direction -> (key names, label)
     "up": (("ArrowUp", "KeyW"), "Up/W"),
