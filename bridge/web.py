@@ -6,7 +6,8 @@ serves, a Server or a Front with its workers: every request of the page goes thr
 sessions, batching, limits and error codes as a ZeroMQ client's, because it is one. Nothing here runs a session;
 it translates. What it adds is what a browser needs: the page's keys turned into the session's action by the key
 map `streamvideo play` uses (`streamvideo.engine.keymap`), chunks re-packed as one binary WebSocket message each
-(`chunk_message`), and the session kept alive while the tab is open.
+(`chunk_message`) and sent only as fast as the page takes them (`send_chunk`), streams started from the model's
+start frames as play starts them, and the session kept alive while the tab is open.
 
 Safe by default (as Jupyter): on loopback the page and its WebSocket answer only requests whose Host is a
 loopback name (a DNS-rebinding page cannot reach them) and WebSockets whose Origin is the page's own (another

@@ -54,9 +54,10 @@ class Chromium:
         self.downloads = self.profile / "downloads"
         self.log = open(self.profile / "chromium.log", "wb")
         self.process = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-             "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={self.profile}",
-             f"--window-size={width},{height}", "--autoplay-policy=no-user-gesture-required", "about:blank"],
+            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--no-default-browser-check", "--remote-debugging-port=0", "--remote-allow-origins=*",
+             f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
+             "--autoplay-policy=no-user-gesture-required", "about:blank"],
             stdout=self.log, stderr=subprocess.STDOUT)
         try:
             port = self._port()
