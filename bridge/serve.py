@@ -4,6 +4,7 @@
     streamvideo serve --model default                      # a server on loopback
     streamvideo serve --workers 2 --threads 1              # a front and two local workers
     streamvideo serve --attach tcp://front:5557 --front-key server.key --worker-key NAME.key_secret
+    streamvideo serve --web 8000                           # and a page to play in a browser (web.py)
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curve-keys", metavar="DIR", help="CURVE keys: DIR/server.key_secret and "
                                                             "DIR/authorized_clients/*.key")
     parser.add_argument("--insecure", action="store_true", help="allow plaintext on non-loopback addresses")
+    parser.add_argument("--web", metavar="[HOST:]PORT",
+                        help="also serve a page to play in a browser, on loopback unless HOST says otherwise (then "
+                             "its URL carries an access token); docs/web.md")
     add_threads_argument(parser)
     group = parser.add_argument_group("workers", "one endpoint in front of several worker processes "
                                                  "(PROTOCOL.md section 6); clients see the same protocol")
@@ -106,11 +110,19 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s{role} %(message)s")
     try:
         endpoint = endpoint_from_args(args)
+        if args.web is not None:
+            if args.attach:
+                raise ValueError("--web serves a page from a server or a front; a worker (--attach) takes none")
+            try:
+                from .web import serve_web
+            except ImportError as err:
+                raise ValueError(f"--web needs the web extra: pip install 'streamvideo[web]' ({err})") from None
+            return serve_web(endpoint, args.web)
         signal.signal(signal.SIGTERM, lambda *_: endpoint.stop())
         endpoint.serve_forever()
     except KeyboardInterrupt:
         pass
-    except (ValueError, FileNotFoundError, TimeoutError, zmq.ZMQError) as err:
+    except (ValueError, OSError, TimeoutError, zmq.ZMQError) as err:
         print(f"streamvideo serve: {err}")
         return 2
     return 0

@@ -37,7 +37,7 @@ from .endpoint import MAX_POLL_MS, SWEEP_SECONDS, Endpoint, ServerConfig, check_
 from .keys import load_curve
 from .link import LINK_STREAM_HWM, WorkerLink, host_of, with_host
 from .protocol import BridgeError
-from .sessions import Session, SharedModels, Turns, retry_key
+from .sessions import Session, SharedModels, Turns, retry_key, start_frames
 from .streams import chunk_fields, chunk_message, end_message
 
 log = logging.getLogger("streamvideo.bridge")
@@ -276,7 +276,8 @@ class Server(Endpoint):
         settings = {k: f[k] for k in ("mode", "schedule") if k in f}
         try:
             gen = self._loader(model, device=self.config.device, **settings)
-            gen.reset(prompt=f.get("prompt"), seed=f.get("seed"))
+            gen.reset(prompt=f.get("prompt"), seed=f.get("seed"),
+                      context_frames=start_frames(gen, f.get("prompt"), f.get("start_frames", False)))
         except ValueError as err:
             raise BridgeError("bad_type", f"cannot open {model!r} with {settings}: {err}") from None
         sid = secrets.token_hex(16)
@@ -305,7 +306,11 @@ class Server(Endpoint):
 
     def _op_reset(self, session: Session, request: P.Request, context_frames):
         f = request.fields
+        if context_frames is not None and f.get("start_frames"):
+            raise BridgeError("bad_type", "reset takes context_frames or start_frames, not both")
         session.prompt = f.get("prompt", session.prompt)  # reset keeps the current prompt unless given
+        if context_frames is None:
+            context_frames = start_frames(session.gen, session.prompt, f.get("start_frames", False))
         session.gen.reset(prompt=session.prompt, seed=f.get("seed"), context_frames=context_frames)
         session.episode += 1
         session.last_index = -1

@@ -78,19 +78,28 @@ class Turns:
 
 
 class SharedModels:
-    """Builds session generators that share one copy of each model's weights (per model name and device);
-    every session still has its own KV cache, noise and decode state."""
+    """Builds session generators that share one copy of each model's weights (per model name and device), with
+    the model's trained prompts and start frames as `streamvideo.load` gives them; every session still has its
+    own KV cache, noise and decode state."""
 
     def __init__(self):
         self._parts: dict[tuple, tuple] = {}
 
     def __call__(self, name: str, device=None, **settings):
-        from streamvideo.engine.presets import generator_from_parts, load_parts, trained_prompts
+        from streamvideo.engine.presets import checked_start_frames, generator_from_parts, load_parts, trained_prompts
         key = (name, str(device))
         if key not in self._parts:
-            self._parts[key] = load_parts(name, device=device), trained_prompts(name)
-        parts, prompts = self._parts[key]
-        return generator_from_parts(parts, trained_prompts=prompts, **settings)
+            parts, prompts = load_parts(name, device=device), trained_prompts(name)
+            self._parts[key] = parts, prompts, checked_start_frames(name, parts, prompts)
+        parts, prompts, start_frames = self._parts[key]
+        return generator_from_parts(parts, trained_prompts=prompts, start_frames=start_frames, **settings)
+
+
+def start_frames(generator, prompt: str | None, wanted: bool):
+    """What a stream starts from on `open` / `reset` with `start_frames` (`wanted`): the model's real start frames
+    of `prompt` (None: the model's default prompt), as `streamvideo play` starts; None (the prompt alone) when not
+    wanted or the model ships none."""
+    return generator.start_frames_for(generator.default_prompt if prompt is None else prompt) if wanted else None
 
 
 def retry_key(request: P.Request, buffers) -> tuple:

@@ -10,7 +10,7 @@ and every reset, from those of the prompt (`generator.start_frames_for`), so the
 real scene instead of inventing one from noise; `--no-start-frames` starts from the text alone.
 
 Keys: the model's actions (arrows / WASD / space..., from the env's action names where the model has them;
-the rules are in `streamvideo.apps.keymap`; listed on the help overlay, and printed once at start for a model
+the rules are in `streamvideo.engine.keymap`; listed on the help overlay, and printed once at start for a model
 without action names; a Box space also takes the mouse), Enter to type a new prompt (Enter again applies it
 from the next chunk, Esc cancels), R reset, P pause, F12 screenshot, H help, Esc quit.
 
