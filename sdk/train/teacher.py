@@ -32,7 +32,16 @@ from ..engine.presets import save_model_folder
 from .common import DiTRunArgs, Run, add_dataclass_arguments, arg, from_namespace, linear_warmup, set_lr
 from .data import TEXT_SPEC, cached_latent_clips, dataset_actions, load_codec, text_encoder
 from .distributed import distribute, gathered, is_main, shard, unwrapped
-from .objectives import ClipCond, ema_copy, ema_update, frame_mask, masked_mse, random_sigma, velocity
+from .objectives import (
+    ClipCond,
+    chunk_anchors,
+    ema_copy,
+    ema_update,
+    frame_mask,
+    masked_mse,
+    random_sigma,
+    velocity,
+)
 from .probe import CONTEXT_CHUNKS, ROLLOUT_CHUNKS, ProbeWindows, action_probe, short
 
 
@@ -135,10 +144,9 @@ def held_out_windows(clips, n: int, args: Args, text) -> ProbeWindows:
         x0, action, _, anchor = window_batch(clips, held, args)
     tokens, mask = text.encode([clips.prompts[i] for i in clips.prompt_ids[held].tolist()])
     frames = (CONTEXT_CHUNKS + ROLLOUT_CHUNKS) * args.chunk_frames
-    if clips.latents.shape[2] < frames:
-        return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames)
-    return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames,
-                        clips.latents[held, :, :frames].float(), clips.actions[held, :frames])
+    sequence = () if clips.latents.shape[2] < frames else (clips.latents[held, :, :frames].float(),
+                                                           clips.actions[held, :frames])
+    return ProbeWindows(x0, action, anchor, tokens, mask, args.chunk_frames, *sequence)
 
 
 SELF_LEVELS = 2            # passes of self-generated context: chunk k's frames at pass p rest on chunk k-1's at p-1
@@ -153,18 +161,18 @@ def self_generated_context(ema: CausalDiT, x0, cond: ClipCond, rows: torch.Tenso
     sink, chunk 1's anchor (the frame before the window) and the last chunk (the target) stay real.
     x0 [B, C, F, h, w], cond.anchor [B, C, K, h, w], rows [B] bool: which windows -> (x0, anchor)."""
     cf, k = args.chunk_frames, args.clip_chunks
-    x, anchor = x0[rows], cond.anchor[rows]
-    part = ClipCond(cond.text[rows], cond.text_mask[rows], cond.action[rows], anchor)
+    real, (low, high) = x0[rows], SELF_SIGMA
+    part = ClipCond(cond.text[rows], cond.text_mask[rows], cond.action[rows], cond.anchor[rows])
     for _ in range(SELF_LEVELS):
-        low, high = SELF_SIGMA
-        sigma = (low + (high - low) * torch.rand(len(x), k)).repeat_interleave(cf, 1)           # [b, F]
-        xt = flow.add_noise(x0[rows], torch.randn_like(x), flow.frame_sigma(sigma, x))
+        sigma = (low + (high - low) * torch.rand(len(real), k)).repeat_interleave(cf, 1)        # [b, F]
+        xt = flow.add_noise(real, torch.randn_like(real), flow.frame_sigma(sigma, real))
         guess = flow.x0_from_velocity(xt, velocity(ema, xt, sigma, part, causal=True), flow.frame_sigma(sigma, xt))
-        anchor = torch.cat([part.anchor[:, :, :2], guess[:, :, 2 * cf - 1:(k - 1) * cf:cf]], dim=2)
+        # the sink's and chunk 1's anchors stay the data's; chunks 2..K-1 anchor on the guesses before them
+        anchor = torch.cat([part.anchor[:, :, :2], chunk_anchors(guess, cf)[:, :, 2:]], dim=2)
         part = ClipCond(part.text, part.text_mask, part.action, anchor)
-    x = torch.cat([x0[rows][:, :, :cf], guess[:, :, cf:(k - 1) * cf], x0[rows][:, :, (k - 1) * cf:]], dim=2)
     x0, full_anchor = x0.clone(), cond.anchor.clone()
-    x0[rows], full_anchor[rows] = x, anchor
+    x0[rows] = torch.cat([real[:, :, :cf], guess[:, :, cf:(k - 1) * cf], real[:, :, (k - 1) * cf:]], dim=2)
+    full_anchor[rows] = part.anchor
     return x0, full_anchor
 
 
