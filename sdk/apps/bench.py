@@ -22,6 +22,7 @@ from ..engine.checkpoints import UserError
 from ..engine.presets import generator_from_parts, load_parts
 from ..engine.rollout import MODES
 from ..engine.schedules import schedule_text
+from ..engine.speedups import add_speedups_argument
 from ..engine.threads import add_threads_argument, positive_int, set_threads
 
 UNIFORM_MODES = ("self_forcing", "hierarchical")
@@ -45,9 +46,7 @@ def add_arguments(p) -> None:
     p.add_argument("--sinks", type=int, default=1, help="attention-sink chunks (default 1, the release)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 on cuda, fp32 on cpu)")
-    p.add_argument("--fuse-qkv", action="store_true", help="one q|k|v matmul per self-attention")
-    p.add_argument("--static-cache", action="store_true", help="fixed-shape KV reads (for --compile / CUDA graphs)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model's forward")
+    add_speedups_argument(p)
     add_threads_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="where to write the results (default streamvideo-bench-PRESET.json)")
@@ -144,25 +143,20 @@ def print_table(rows: list[dict]) -> None:
 def run(args) -> int:
     check_counts(args)
     set_threads(args.threads)
-    parts = load_parts(args.preset, args.device, args.dtype, args.random_weights, args.resolution)
+    parts = load_parts(args.preset, args.device, args.dtype, args.random_weights, args.resolution, args.speedups)
     model = parts[0]
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    if args.fuse_qkv:
-        model.fuse_qkv()
-    if args.compile:
-        model.forward = torch.compile(model.forward, dynamic=False)
     rows = []
     for mode in args.modes:
         schedule = args.schedule if mode == "diagonal" else args.uniform_steps
-        gen = generator_from_parts(parts, mode, schedule, window_chunks=args.window, sink_chunks=args.sinks,
-                                   static_cache=args.static_cache)
+        gen = generator_from_parts(parts, mode, schedule, window_chunks=args.window, sink_chunks=args.sinks)
         rows.append({"mode": mode, "schedule": schedule, **measure(gen, args.chunks, args.warmup, args.seed)})
         del gen
     env = environment(device, dtype)
     h, w = parts[3][0] * parts[1].spatial_factor, parts[3][1] * parts[1].spatial_factor
     print(f"streamvideo bench: {args.preset} at {w}x{h}, {env['device_name']} ({env['device']}, {env['dtype']}), "
           f"torch {env['torch']}, commit {env['commit']}, {args.chunks} chunks per mode")
-    print(f"optimisations: fuse_qkv={args.fuse_qkv} static_cache={args.static_cache} compile={args.compile}")
+    print(f"speed-ups: {','.join(model.speedups) or 'none'}")
     print_table(rows)
     by_mode = {r["mode"]: r for r in rows}
     if "diagonal" in by_mode and "self_forcing" in by_mode:
@@ -172,7 +166,6 @@ def run(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"preset": args.preset, "resolution": [w, h], "chunks": args.chunks,
                                "environment": env,
-                               "optimisations": {"fuse_qkv": args.fuse_qkv, "static_cache": args.static_cache,
-                                                 "compile": args.compile}, "results": rows}, indent=2))
+                               "speedups": list(model.speedups), "results": rows}, indent=2))
     print(f"wrote {out}")
     return 0

@@ -43,6 +43,7 @@ import pygame  # noqa: E402
 
 from ..engine.checkpoints import UserError  # noqa: E402
 from ..engine.schedules import schedule_text  # noqa: E402
+from ..engine.speedups import add_speedups_argument  # noqa: E402
 from ..engine.threads import add_threads_argument, positive_int, set_threads  # noqa: E402
 from .keymap import KeyMap  # noqa: E402
 from .video import Mp4Writer  # noqa: E402
@@ -81,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-start-frames", dest="start_frames", action="store_false",
                         help="start streams from the prompt alone, not from the model's real start frames")
     add_threads_argument(parser)
+    add_speedups_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +113,7 @@ def load_model(args: argparse.Namespace):
         print(f'model "default" is not installed; playing "{FALLBACK_MODEL}" (random weights) instead')
         name = FALLBACK_MODEL
     settings = {k: v for k, v in dict(mode=args.mode, schedule=args.schedule).items() if v is not None}
-    return load(name, device=args.device, **settings), name
+    return load(name, device=args.device, speedups=args.speedups, **settings), name
 
 
 def start_stream(generator, prompt: str | None, seed: int, start_frames: bool) -> int:

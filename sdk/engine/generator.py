@@ -85,6 +85,8 @@ class StreamGenerator:
         # real frames [P, T, H, W, 3] per trained prompt, offered by start_frames_for(); reset() never uses them
         self.start_frames = (None if start_frames is None
                              else check_start_frames(start_frames, self.trained_prompts, self.height, self.width))
+        # a compiled forward (the "compile" speed-up) needs the fixed shapes of the static cache
+        static_cache = static_cache or "compile" in model.speedups
         cache_kw = dict(window_chunks=window_chunks, sink_chunks=sink_chunks, static=static_cache, rope=rope)
         if mode == "hierarchical":
             if kv_noise is not None:

@@ -53,6 +53,7 @@ class GroupCache:
         first = caches[0]
         self.sink_chunks, self.window_chunks = first.sink_chunks, first.window_chunks
         self.rope, self.static = first.rope, first.static
+        self.context_memo: tuple | None = None   # as KVCache.context_memo, for the passes of this grouped step
 
     @property
     def next_chunk(self) -> torch.Tensor:

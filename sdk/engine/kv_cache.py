@@ -65,6 +65,9 @@ class KVCache:
         # [B, C, h, w] the clean latent frame before the next chunk, for models that read it (config.reads_anchor);
         # allocated on first use, zeros at a stream's start
         self.anchor: torch.Tensor | None = None
+        # (what the last pass saw, its StreamContext): later passes over the same cache state reuse it
+        # (the "context" speed-up, `CausalDiT.stream_context`)
+        self.context_memo: tuple | None = None
 
     # ---------------------------------------------------------------- bookkeeping
 

@@ -27,6 +27,8 @@ from .codecs import PixelCodec, TAEHVCodec
 from .codecs import build as build_codec
 from .generator import StreamGenerator, check_start_frames
 from .model import PRESETS, CausalDiT, ModelConfig
+from .speedups import DEFAULT_SPEEDUPS, apply_speedups
+from .speedups import checked as checked_speedups
 from .text import HashTextEncoder, TextEncoder
 
 PACKAGE_WEIGHTS = Path(__file__).parents[1] / "weights"  # sdk/weights: the package data of `streamvideo`
@@ -228,12 +230,19 @@ def write_start_frames(folder: Path, frames: np.ndarray | None) -> None:
         np.savez_compressed(folder / START_FRAMES_FILE, frames=frames)
 
 
-def load_parts(name_or_path="default", device=None, dtype=None, random_weights: bool = False, resolution=None):
+def load_parts(name_or_path="default", device=None, dtype=None, random_weights: bool = False, resolution=None,
+               speedups=DEFAULT_SPEEDUPS):
     """(model, codec, text encoder, latent_hw, fps, default prompt, model's own schedule) without a generator,
-    so several generators (e.g. one per rollout mode in `streamvideo bench`) can share one model."""
-    device = resolve_device(device)
+    so several generators (e.g. one per rollout mode in `streamvideo bench`) can share one model.
+    speedups: the inference speed-ups to switch on (`streamvideo.engine.speedups`)."""
+    speedups = checked_speedups(speedups)   # a bad name fails before any weights load
+    parts = built_parts(str(name_or_path), resolve_device(device), dtype, random_weights, resolution)
+    apply_speedups(parts[0], speedups)
+    return parts
+
+
+def built_parts(name: str, device: torch.device, dtype, random_weights: bool, resolution):
     dtype = resolve_dtype(dtype, device)
-    name = str(name_or_path)
     if name in ("tiny-random", "tiny-random-steered"):
         return (*tiny_random(device, dtype, resolution, steered=name.endswith("steered")), None)
     if name == "wan2.1-1.3b":
@@ -332,7 +341,7 @@ def generator_from_parts(parts, mode: str = "diagonal", schedule=None, **kw) -> 
 def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal", schedule=None,
          batch_size: int = 1, random_weights: bool = False, resolution=None, window_chunks: int = 2,
          sink_chunks: int = 1, kv_noise: float | None = None, extend: str = "cyclic", sigmas=None,
-         rope: str = "window") -> StreamGenerator:
+         rope: str = "window", speedups=DEFAULT_SPEEDUPS) -> StreamGenerator:
     """A ready StreamGenerator.
 
     name_or_path: "default" (shipped), "tiny-random", "wan2.1-1.3b" (random_weights=True), or a model folder.
@@ -345,10 +354,12 @@ def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal"
     window_chunks, sink_chunks: the attention window, as the release: 1 sink chunk + 2 previous chunks + the
             current one (12 latent frames). rope: "window" (positions relative to the window, for unbounded
             streams) or "absolute" (chunk k at position k, the release's default inference).
+    speedups: inference speed-ups, as names or one comma-separated text (`streamvideo.engine.speedups`):
+            "default" (gelu, context), "none" (the plain path), or a list such as "gelu,context,compile".
     A model folder's recorded training prompts become the generator's `example_prompts()` and vocabulary,
     its start frames (if any) the generator's `start_frames_for(prompt)`.
     """
-    parts = load_parts(name_or_path, device, dtype, random_weights, resolution)
+    parts = load_parts(name_or_path, device, dtype, random_weights, resolution, speedups)
     prompts = trained_prompts(name_or_path)
     start_frames = checked_start_frames(name_or_path, parts, prompts)
     return generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,

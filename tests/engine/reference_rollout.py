@@ -12,7 +12,15 @@ from __future__ import annotations
 import torch
 
 from streamvideo.engine import flow
+from streamvideo.engine.model import CausalDiT
 from streamvideo.engine.rollout import Conditioning
+
+
+def plain_copy(model: CausalDiT) -> CausalDiT:
+    """The model's weights in a fresh CausalDiT: the plain path, whatever speed-ups the engine's copy runs."""
+    plain = CausalDiT(model.config).to(next(model.parameters()).dtype)
+    plain.load_state_dict(model.state_dict())
+    return plain.eval()
 
 
 def window(chunks, n: int, sinks: int, width: int) -> list[int]:
@@ -53,7 +61,7 @@ class ReferenceCache:
     kv_noise), else the x0 prediction of the pass that wrote the chunk before (diagonal, hierarchical)."""
 
     def __init__(self, model, sinks: int, width: int, rope: str = "window"):
-        self.model, self.sinks, self.width, self.rope = model, sinks, width, rope
+        self.model, self.sinks, self.width, self.rope = plain_copy(model), sinks, width, rope
         self.log: list = []
         self.anchor = None        # [1, C, h, w] the next chunk's anchor; None = zeros (a stream's start)
 
