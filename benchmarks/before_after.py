@@ -67,7 +67,7 @@ def main() -> None:
     old = git("rev-parse", "--short", args.old)
     new = git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no")
                                                 else "")
-    runs: dict[str, dict[int, list[dict]]] = {"old": {t: [] for t in args.threads}, "new": {t: [] for t in args.threads}}
+    runs: dict[str, dict[int, list[dict]]] = {side: {t: [] for t in args.threads} for side in ("old", "new")}
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         git("worktree", "add", "--detach", str(tree), old)
@@ -89,8 +89,9 @@ def main() -> None:
         fps = {side: statistics.median(r["results"][0]["fps"] for r in runs[side][threads]) for side in runs}
         first = {side: statistics.median(r["results"][0]["first_chunk_s"] for r in runs[side][threads])
                  for side in runs}
-        rows.append({"threads": threads, "old_fps": fps["old"], "new_fps": fps["new"], "speedup": fps["new"] / fps["old"],
-                     "old_first_chunk_s": first["old"], "new_first_chunk_s": first["new"]})
+        rows.append({"threads": threads, "old_fps": fps["old"], "new_fps": fps["new"],
+                     "speedup": fps["new"] / fps["old"], "old_first_chunk_s": first["old"],
+                     "new_first_chunk_s": first["new"]})
     print(f"\ndefault model, diagonal, median of {args.rounds} interleaved rounds of {args.chunks} chunks; "
           f"old {old}, new {new} {args.new_args}".rstrip())
     print("| threads | old FPS | new FPS | new / old | first chunk old / new |\n|---|---|---|---|---|")

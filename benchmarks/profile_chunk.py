@@ -4,8 +4,9 @@
                                                           [--speedups LIST] [--out PATH]
 
 Each top-level torch op is charged to a category by its name (attention, matmuls, norms, GELU) or by the
-function of ours that called it (RoPE, the KV cache, the codec, ...); RoPE calls whose caller line reads the
-cache count as "RoPE on cached keys". What no op accounts for is Python, dispatch and the profiler's own cost.
+function of ours that called it (RoPE, the KV cache, the codec, ...); RoPE called from
+`StreamContext.keys_and_values` counts as "RoPE on cached keys". What no op accounts for is Python, dispatch
+and the profiler's own cost.
 The run starts after 8 warm-up chunks, so it measures the steady state (2 passes per chunk with `4322222`).
 An unprofiled timing of the same chunks is printed beside it, since the profiler slows small ops down.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import linecache
 import re
 import time
 from pathlib import Path
@@ -38,7 +38,8 @@ BY_OP = {   # top-level op name -> category
     "aten::gelu": "GELU",
 }
 BY_FUNCTION = [   # (regex on our innermost calling function "file: function", category), first match wins
-    (r"rope\.py: apply_rope", "RoPE"), (r"rope\.py: rope_angles|stream_context|chunk_rope", "positions and masks"),
+    (r"rope\.py: apply_rope", "RoPE"), (r"model\.py: gelu_tanh_in_place", "GELU"),
+    (r"rope\.py: rope_angles|stream_context|chunk_rope", "positions and masks"),
     (r"codecs/", "codec decode"), (r"kv_cache\.py", "KV cache read/write"),
     (r"model\.py: self_attention", "joining cached and new keys"),
     (r"generator\.py: (emit|conditioning)|text\.py|actions\.py", "conditioning, frames to uint8"),
@@ -74,9 +75,9 @@ def category(event) -> str | None:
     where = f"{frames[0]['file'].split('/sdk/')[1]}: {frames[0]['function']}"
     for pattern, name in BY_FUNCTION:
         if re.search(pattern, where):
-            if name == "RoPE" and len(frames) > 1:
-                caller = linecache.getline(frames[1]["file"], int(frames[1]["line"]))
-                return "RoPE on cached keys" if "cache" in caller or "old" in caller else "RoPE on new q, k"
+            if name == "RoPE":
+                cached = len(frames) > 1 and frames[1]["function"] == "keys_and_values"
+                return "RoPE on cached keys" if cached else "RoPE on new q, k"
             return name
     return "other"
 

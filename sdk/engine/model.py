@@ -209,15 +209,14 @@ def by_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x [B, N, dim] tokens; shift, scale [B, F, dim] per latent frame -> x * (1 + scale) + shift, token by token
-    (broadcast over each frame's tokens, never expanded to one row per token)."""
-    frames = shift.shape[1]
-    return (by_frame(x, frames) * (1 + scale[:, :, None]) + shift[:, :, None]).flatten(1, 2)
+    """x [B, N, dim] tokens; shift, scale [B, F, 1, dim] per latent frame -> x * (1 + scale) + shift, token by
+    token (broadcast over each frame's tokens, never expanded to one row per token)."""
+    return (by_frame(x, shift.shape[1]) * (1 + scale) + shift).flatten(1, 2)
 
 
 def gated(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """x [B, N, dim] times gate [B, F, dim] per latent frame."""
-    return (by_frame(x, gate.shape[1]) * gate[:, :, None]).flatten(1, 2)
+    """x [B, N, dim] times gate [B, F, 1, dim] per latent frame."""
+    return (by_frame(x, gate.shape[1]) * gate).flatten(1, 2)
 
 
 def per_token(mod: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
@@ -357,8 +356,10 @@ class WanBlock(nn.Module):
         return self.attn1.attend(q, keys, values, ctx.self_mask)
 
     def forward(self, x, text, text_mask, mod, layer: int, ctx: StreamContext):
-        """x [B, N, dim], N = F latent frames x their tokens; text [B, L, dim]; mod [B, F, 6, dim] (per frame, fp32)."""
-        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (self.scale_shift_table + mod).unbind(2)
+        """x [B, N, dim], N = F latent frames x their tokens; text [B, L, dim]; mod [B, F, 6, 1, dim] (per frame,
+        fp32)."""
+        table = self.scale_shift_table[:, :, None]                                                 # [1, 6, 1, dim]
+        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (table + mod).unbind(2)       # [B, F, 1, dim]
         h = modulate(self.norm1(x.float()), shift_msa, scale_msa).type_as(x)
         x = (x.float() + gated(self.self_attention(h, layer, ctx), gate_msa)).type_as(x)
         h = self.norm2(x.float()).type_as(x)
@@ -466,7 +467,7 @@ class CausalDiT(nn.Module):
             if self.action_embedder is None:
                 raise ValueError("this model has no action conditioning (ModelConfig.action.kind == 'none')")
             temb = temb + self.action_embedder(action[:, ::p_t])
-        mod = self.condition_embedder.modulation(temb)                               # [B, fp, 6, dim]
+        mod = self.condition_embedder.modulation(temb)[:, :, :, None]                # [B, fp, 6, 1, dim]
         text = self.condition_embedder.text_embedder(text.to(tokens.dtype))        # [B, L, dim]
         if not cfg.mask_text_padding:
             text_mask = None
@@ -477,7 +478,7 @@ class CausalDiT(nn.Module):
         if cache is not None and write_chunks:
             cache.advance(write_chunks)
 
-        shift, scale = (self.scale_shift_table[:, None] + temb[:, :, None]).unbind(2)        # [B, fp, dim]
+        shift, scale = (self.scale_shift_table[:, None, :, None] + temb[:, :, None, None]).unbind(2)  # [B, fp, 1, dim]
         tokens = modulate(self.norm_out(tokens.float()), shift, scale).type_as(tokens)
         out = self.proj_out(tokens)                                                   # [B, N, C*p_t*p_h*p_w]
         out = out.reshape(batch, fp, hp, wp, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
