@@ -91,13 +91,16 @@ def main() -> None:
                  for side in runs}
         rows.append({"threads": threads, "old_fps": fps["old"], "new_fps": fps["new"],
                      "speedup": fps["new"] / fps["old"], "old_first_chunk_s": first["old"],
-                     "new_first_chunk_s": first["new"]})
+                     "new_first_chunk_s": first["new"],
+                     "new_warmup_s": statistics.median(r["results"][0]["warmup_s"] for r in runs["new"][threads])})
     print(f"\ndefault model, diagonal, median of {args.rounds} interleaved rounds of {args.chunks} chunks; "
           f"old {old}, new {new} {args.new_args}".rstrip())
-    print("| threads | old FPS | new FPS | new / old | first chunk old / new |\n|---|---|---|---|---|")
+    print("| threads | old FPS | new FPS | new / old | first chunk old / new | new warm-up |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['threads']} | {r['old_fps']:.1f} | {r['new_fps']:.1f} | {r['speedup']:.2f}x | "
-              f"{r['old_first_chunk_s'] * 1000:.0f} / {r['new_first_chunk_s'] * 1000:.0f} ms |")
+              f"{r['old_first_chunk_s'] * 1000:.0f} / {r['new_first_chunk_s'] * 1000:.0f} ms | "
+              f"{r['new_warmup_s']:.1f} s |")
     out = args.out or LOCAL_RESULTS / f"before-after-{old}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"old": old, "new": new, "new_args": args.new_args, "rounds": args.rounds,

@@ -110,17 +110,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--chunks", type=int, default=40, help="profiled chunks (default 40)")
     parser.add_argument("--out", type=Path, default=None, help="results JSON")
-    parser.add_argument("--speedups", default="default", help="as `streamvideo bench --speedups` (default: default)")
+    parser.add_argument("--speedups", default=None,
+                        help="as `streamvideo bench --speedups` (default: load's own; leave it out to profile a "
+                             "commit from before the option, as benchmarks/before_after.py runs one)")
     args = parser.parse_args()
     set_threads(args.threads)
-    gen = load(args.preset, device="cpu", speedups=args.speedups)
+    gen = load(args.preset, device="cpu", **({} if args.speedups is None else {"speedups": args.speedups}))
+    speedups = ",".join(getattr(gen.model, "speedups", ())) or "none"
     gen.reset(seed=0)
     for _ in range(WARMUP_CHUNKS):
         gen.step()
     plain_ms = timed_chunks(gen, args.chunks)
     totals, wall = profile_chunks(gen, args.chunks)
     print(f"profile: {args.preset}, {args.threads} thread(s), commit {commit()}, {args.chunks} steady chunks "
-          f"({gen.frames_per_chunk} frames each), speed-ups: {','.join(gen.model.speedups) or 'none'}")
+          f"({gen.frames_per_chunk} frames each), speed-ups: {speedups}")
     print(f"unprofiled: {plain_ms:.1f} ms per chunk ({gen.frames_per_chunk * 1000 / plain_ms:.1f} FPS); "
           f"profiled: {wall:.1f} ms per chunk")
     print(f"| {'where':<44} | ms per chunk | share |\n|{'-' * 46}|--------------|-------|")
@@ -129,7 +132,7 @@ def main() -> None:
     out = args.out or LOCAL_RESULTS / f"profile-{Path(args.preset).name}-threads{args.threads}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"preset": args.preset, "threads": args.threads, "commit": commit(),
-                               "speedups": list(gen.model.speedups), "chunks": args.chunks, "unprofiled_ms": plain_ms,
+                               "speedups": speedups, "chunks": args.chunks, "unprofiled_ms": plain_ms,
                                "profiled_ms": wall, "ms_per_chunk": totals}, indent=2))
     print(f"saved {out}")
 
