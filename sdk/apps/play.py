@@ -113,6 +113,9 @@ def load_model(args: argparse.Namespace):
         print(f'model "default" is not installed; playing "{FALLBACK_MODEL}" (random weights) instead')
         name = FALLBACK_MODEL
     settings = {k: v for k, v in dict(mode=args.mode, schedule=args.schedule).items() if v is not None}
+    if "compile" in args.speedups:
+        print("compiling the model (torch.compile: about a minute the first time, seconds once inductor's cache "
+              "holds it)...", flush=True)
     return load(name, device=args.device, speedups=args.speedups, **settings), name
 
 

@@ -355,13 +355,18 @@ def load(name_or_path="default", device=None, dtype=None, mode: str = "diagonal"
             current one (12 latent frames). rope: "window" (positions relative to the window, for unbounded
             streams) or "absolute" (chunk k at position k, the release's default inference).
     speedups: inference speed-ups, as names or one comma-separated text (`streamvideo.engine.speedups`):
-            "default" (gelu, context), "none" (the plain path), or a list such as "gelu,context,compile".
+            "default" (gelu, context), "none" (the plain path), or a list such as "gelu,context,compile"
+            (with "compile", load runs one throwaway chunk so the compilation happens here).
     A model folder's recorded training prompts become the generator's `example_prompts()` and vocabulary,
     its start frames (if any) the generator's `start_frames_for(prompt)`.
     """
     parts = load_parts(name_or_path, device, dtype, random_weights, resolution, speedups)
     prompts = trained_prompts(name_or_path)
     start_frames = checked_start_frames(name_or_path, parts, prompts)
-    return generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,
-                                sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend, sigmas=sigmas, rope=rope,
-                                trained_prompts=prompts, start_frames=start_frames)
+    gen = generator_from_parts(parts, mode, schedule, batch_size=batch_size, window_chunks=window_chunks,
+                               sink_chunks=sink_chunks, kv_noise=kv_noise, extend=extend, sigmas=sigmas, rope=rope,
+                               trained_prompts=prompts, start_frames=start_frames)
+    if "compile" in parts[0].speedups:   # compile now, not in the caller's first step: one throwaway chunk
+        gen.step()
+        gen.reset()
+    return gen
