@@ -19,6 +19,8 @@ from importlib import metadata
 
 import zmq
 
+from streamvideo.engine.speedups import DEFAULT_SPEEDUPS
+
 from . import protocol as P
 from .keys import curve_server, start_authenticator
 from .protocol import BridgeError, Limits
@@ -47,6 +49,7 @@ class ServerConfig:
     front_key: str | None = None              # worker: the front's public key file (server.key), for CURVE
     worker_key: str | None = None             # worker: its own secret key file (NAME.key_secret), for CURVE
     front_pid: int | None = None              # worker started by a local front: stop when that process is gone
+    speedups: tuple[str, ...] = DEFAULT_SPEEDUPS  # the models' inference speed-ups (streamvideo.engine.speedups)
 
 
 class Endpoint:

@@ -148,6 +148,7 @@ class Front(Endpoint):
                    "--idle-timeout", str(config.limits.idle_timeout_ms / 1000),
                    "--heartbeat", str(config.heartbeat_ms / 1000)]
         command += [arg for model in config.models for arg in ("--model", model)]
+        command += ["--speedups", ",".join(config.speedups) or "none"]
         if front.threads:
             command += ["--threads", str(front.threads)]
         if config.curve_keys:  # the link is CURVE too; a local worker may use the front's own key pair

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import zmq
 
+from streamvideo.engine.speedups import add_speedups_argument
 from streamvideo.engine.threads import add_threads_argument, positive_int, set_threads
 
 from .endpoint import Endpoint, ServerConfig
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also serve a page to play in a browser, on loopback unless HOST says otherwise (then "
                              "its URL carries an access token); docs/web.md")
     add_threads_argument(parser)
+    add_speedups_argument(parser)
     group = parser.add_argument_group("workers", "one endpoint in front of several worker processes "
                                                  "(PROTOCOL.md section 6); clients see the same protocol")
     group.add_argument("--workers", type=positive_int, metavar="N", help="serve through N local worker processes (this "
@@ -87,12 +89,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                          "--worker-pub or --curve-keys (the link's keys are --front-key and --worker-key)")
     if not args.attach and (args.front_key or args.worker_key):
         raise ValueError("--front-key and --worker-key are a worker's keys: use them with --attach")
+    if "compile" in args.speedups:
+        raise ValueError("--speedups compile is not offered by serve: batched sessions change the batch size from "
+                         "pass to pass, and each size would compile again; use the default speed-ups")
     limits = replace(Limits(), max_sessions=args.max_sessions, idle_timeout_ms=round(args.idle_timeout * 1000))
     return ServerConfig(bind=args.bind, pub=args.pub, models=tuple(args.model or ServerConfig.models),
                         device=args.device, curve_keys=args.curve_keys, insecure=args.insecure,
                         heartbeat_ms=round(args.heartbeat * 1000), max_batch=args.max_batch, limits=limits,
                         attach=args.attach, front_key=args.front_key, worker_key=args.worker_key,
-                        front_pid=args.front_pid)
+                        front_pid=args.front_pid, speedups=args.speedups)
 
 
 def endpoint_from_args(args: argparse.Namespace) -> Endpoint:

@@ -49,7 +49,7 @@ class Server(Endpoint):
     def __init__(self, config: ServerConfig, loader=None):
         super().__init__(config)
         self.sessions: dict[str, Session] = {}
-        self._loader = loader or SharedModels()
+        self._loader = loader or SharedModels(config.speedups)
         self._turns = Turns(config.max_batch)
         self._link: WorkerLink | None = None
         self._stream_link: str | None = None   # worker: the front endpoint its PUB is connected to

@@ -11,6 +11,7 @@ import time
 from collections import deque
 
 from streamvideo.engine.group_step import group_key
+from streamvideo.engine.speedups import DEFAULT_SPEEDUPS
 
 from . import protocol as P
 
@@ -82,14 +83,15 @@ class SharedModels:
     the model's trained prompts and start frames as `streamvideo.load` gives them; every session still has its
     own KV cache, noise and decode state."""
 
-    def __init__(self):
+    def __init__(self, speedups=DEFAULT_SPEEDUPS):
         self._parts: dict[tuple, tuple] = {}
+        self.speedups = speedups   # applied to each model as it loads
 
     def __call__(self, name: str, device=None, **settings):
         from streamvideo.engine.presets import checked_start_frames, generator_from_parts, load_parts, trained_prompts
         key = (name, str(device))
         if key not in self._parts:
-            parts, prompts = load_parts(name, device=device), trained_prompts(name)
+            parts, prompts = load_parts(name, device=device, speedups=self.speedups), trained_prompts(name)
             self._parts[key] = parts, prompts, checked_start_frames(name, parts, prompts)
         parts, prompts, start_frames = self._parts[key]
         return generator_from_parts(parts, trained_prompts=prompts, start_frames=start_frames, **settings)

@@ -30,6 +30,8 @@ from streamvideo.bridge import (
 )
 from streamvideo.bridge import protocol as P
 from streamvideo.bridge.link import READY
+from streamvideo.bridge.sessions import SharedModels
+from streamvideo.engine.speedups import DEFAULT_SPEEDUPS
 
 pytestmark = pytest.mark.timeout(120)
 HEARTBEAT_MS = 200   # a worker is lost after 3 silent heartbeats: 0.6 s
@@ -264,6 +266,8 @@ def test_a_bad_workers_value_is_a_one_line_error():
     (["--workers", "3", "--devices", "cpu,cpu"], "one device per worker"),
     (["--workers", "2", "--attach", "tcp://127.0.0.1:9"], "--attach runs only a worker"),
     (["--worker-key", "robot.key_secret"], "with --attach"),
+    (["--speedups", "default,compile"], "not offered by serve"),
+    (["--speedups", "warp"], "unknown speed-up 'warp'"),
 ])
 def test_worker_options_that_disagree_are_one_line_errors(argv, says, capsys):
     try:
@@ -273,6 +277,12 @@ def test_worker_options_that_disagree_are_one_line_errors(argv, says, capsys):
     out = capsys.readouterr()
     message = (out.out + out.err).strip()
     assert code == 2 and says in message and len(message.splitlines()) == 1, message
+
+
+def test_the_speedups_reach_the_servers_models_and_the_fronts_workers(front):
+    assert SharedModels(()).speedups == () and Server(ServerConfig(speedups=()))._loader.speedups == ()
+    for command in front._worker_commands():
+        assert command[command.index("--speedups") + 1] == ",".join(DEFAULT_SPEEDUPS)
 
 
 def test_a_worker_attaches_to_a_remote_front_only_with_keys():
