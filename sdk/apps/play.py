@@ -367,7 +367,7 @@ class PlaySession:
         pygame.display.set_caption(f"streamvideo play - {model_name}")
         self.font = pygame.font.Font(None, 20)
         self.clock = pygame.time.Clock()
-        self.recorder = Mp4Writer(record, self.fps) if record else None
+        self.recorder = Mp4Writer(record, self.fps, self.scale) if record else None
         self.screenshot_dir = Path(screenshot_dir)
         self.frame: np.ndarray = np.zeros((generator.height, generator.width, 3), np.uint8)
         self.pending: deque[np.ndarray] = deque()    # frames of the current chunk still to show
@@ -494,10 +494,7 @@ class PlaySession:
         self.shown += 1
         self.shown_times.append(time.perf_counter())
         if self.recorder is not None:
-            self.recorder.write(self.upscaled(self.frame))
-
-    def upscaled(self, frame: np.ndarray) -> np.ndarray:
-        return frame.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+            self.recorder.write(self.frame)
 
     def screenshot(self) -> None:
         self.screenshot_dir.mkdir(parents=True, exist_ok=True)

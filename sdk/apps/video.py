@@ -15,15 +15,22 @@ class Mp4Writer:
         video.write(chunk.frames)
     """
 
-    def __init__(self, path: str | Path, fps: float):
+    def __init__(self, path: str | Path, fps: float, scale: int = 1):
+        """scale: ffmpeg enlarges each frame this many times, pixels kept square (nearest neighbour), so the
+        caller pipes frames at their own size."""
         self.path = Path(path)
         if self.path.suffix.lower() != ".mp4":
             raise ValueError(f"video path must end in .mp4, got {str(path)!r}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = fps
         self.frames_written = 0
+        # one encoder thread at a fast preset: the recorder shares the CPU with generation (`play --record`)
+        params = ["-preset", "veryfast", "-threads", "1"]
+        if scale > 1:
+            params += ["-vf", f"scale=iw*{scale}:ih*{scale}:flags=neighbor"]
         self._writer = imageio.get_writer(self.path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                          pixelformat="yuv420p", macro_block_size=1, quality=8)
+                                          pixelformat="yuv420p", macro_block_size=1, quality=8,
+                                          ffmpeg_params=params)
 
     def write(self, frames: np.ndarray) -> None:
         frames = np.asarray(frames)
