@@ -15,6 +15,8 @@ inductor's on-disk cache). `tests/engine/test_speedups.py` checks every one agai
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 
 import torch
 
@@ -37,6 +39,13 @@ def parse_speedups(text: str) -> tuple[str, ...]:
             raise UserError(f"unknown speed-up {word!r}; expected a comma-separated list of {', '.join(SPEEDUPS)}, "
                             f"or 'default' ({','.join(DEFAULT_SPEEDUPS)}) or 'none'")
     return tuple(dict.fromkeys(names))
+
+
+def check_compiler(device: torch.device) -> None:
+    """On the CPU, inductor builds C++ kernels: without a compiler torch.compile fails deep in its first call."""
+    if device.type == "cpu" and not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")):
+        raise UserError("the compile speed-up builds C++ kernels on the CPU and needs a C++ compiler (g++ or "
+                        "clang++, or $CXX); install one or leave compile out of --speedups")
 
 
 def add_speedups_argument(parser) -> None:
@@ -75,6 +84,7 @@ def apply_speedups(model: CausalDiT, speedups=DEFAULT_SPEEDUPS) -> CausalDiT:
     if "fuse-qkv" in speedups:
         model.fuse_qkv()
     if "compile" in speedups:
+        check_compiler(next(model.parameters()).device)
         model.forward = torch.compile(model.forward, dynamic=False)
     model.speedups = speedups
     return model

@@ -83,6 +83,13 @@ def test_speedup_names_parse_and_a_bad_one_is_named():
         parse_speedups("gelu,turbo")
 
 
+def test_compile_without_a_cpp_compiler_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(UserError, match="needs a C\\+\\+ compiler"):
+        streamvideo.load("tiny-random", speedups="default,compile")
+
+
 def test_speedups_apply_once():
     gen = streamvideo.load("tiny-random")
     assert gen.model.speedups == DEFAULT_SPEEDUPS
