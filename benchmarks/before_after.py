@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_RESULTS = Path(__file__).parent / "results" / "local"
-PACKAGE_DIRS = {"": "sdk", "envs": "envs", "bridge": "bridge"}   # pyproject's package-dir of `streamvideo`
+SUBPACKAGES = ("envs", "bridge")   # pyproject's package-dir: streamvideo is sdk/, these are top-level folders
 
 
 def git(*args: str) -> str:
@@ -38,9 +38,8 @@ def old_package(tree: Path, into: Path) -> Path:
     package.mkdir(parents=True)
     for entry in (tree / "sdk").iterdir():
         (package / entry.name).symlink_to(entry)
-    for name, folder in PACKAGE_DIRS.items():
-        if name:
-            (package / name).symlink_to(tree / folder)
+    for name in SUBPACKAGES:
+        (package / name).symlink_to(tree / name)
     return into
 
 

@@ -369,9 +369,9 @@ class WanBlock(nn.Module):
         return (x.float() + gated(self.ffn(h).float(), c_gate)).type_as(x)
 
 
-def same_view(a: tuple, b: tuple) -> bool:
-    """Did two passes see the same cache: input shape, chunk counters and slots (shape, key chunks)?"""
-    return a[0] == b[0] and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+def same_view(seen: tuple, shape: tuple, next_chunk: torch.Tensor, key_chunks: torch.Tensor) -> bool:
+    """Does this pass see what an earlier one saw (`seen`: its input shape, chunk counters and slots)?"""
+    return seen[0] == shape and torch.equal(seen[1], next_chunk) and torch.equal(seen[2], key_chunks)
 
 
 def block_causal_mask(frames: int, chunk_frames: int, tokens_per_frame: int, device) -> torch.Tensor:
@@ -400,8 +400,6 @@ class CausalDiT(nn.Module):
         self.proj_out = nn.Linear(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
         self.speedups: tuple[str, ...] = ()   # inference speed-ups switched on (streamvideo.engine.speedups)
-        # the "context" speed-up: the passes of one chunk share its positions and masks
-        self.reuse_chunk_context = False
 
     @classmethod
     def from_preset(cls, name: str, device=None, dtype=None, **overrides) -> CausalDiT:
@@ -410,6 +408,12 @@ class CausalDiT(nn.Module):
         with torch.device(device or "cpu"):
             model = cls(PRESETS[name]().with_overrides(**overrides))
         return model.to(dtype) if dtype is not None else model
+
+    @property
+    def reuse_chunk_context(self) -> bool:
+        """The "context" speed-up: the passes of one chunk share its positions, masks and joined keys. Not under
+        compile: its graph builds them itself, and a memo outside the graph would recompile it every chunk."""
+        return "context" in self.speedups and "compile" not in self.speedups
 
     def fuse_qkv(self) -> CausalDiT:
         """Fuse every self-attention's q, k, v projections for inference. Call after moving the model to its
@@ -497,16 +501,15 @@ class CausalDiT(nn.Module):
         tok = chunk_fp * hp * wp
         # the passes of a chunk share its context (inference only: later passes write into the joined keys)
         reuse = self.reuse_chunk_context and not torch.is_grad_enabled()
-        seen = ((fp, hp, wp), cache.next_chunk.clone(), cache.key_chunks().clone()) if reuse else None
+        key_chunks = cache.key_chunks()                                                    # [B, n_slots]
         memo = cache.context_memo if reuse else None
-        if memo is not None and same_view(memo[0], seen):
+        if memo is not None and same_view(memo[0], (fp, hp, wp), cache.next_chunk, key_chunks):
             ctx = memo[1]   # an earlier pass of this chunk: what passes see has not changed since
             return StreamContext(ctx.rope, ctx.self_mask, cache, ctx.cache_rope, ctx.cache_slots, write_chunks * tok,
                                  ctx.joined)
         # input chunk i of stream b is chunk next_chunk[b] + i; the newest one anchors the RoPE positions
         n_in = fp // chunk_fp
         in_chunks = cache.next_chunk[:, None] + torch.arange(n_in, device=device)[None]     # [B, n_in]
-        key_chunks = cache.key_chunks()                                                    # [B, n_slots]
         newest = in_chunks[:, -1:]
         S, W, mode = cache.sink_chunks, cache.window_chunks, cache.rope
 
@@ -522,6 +525,6 @@ class CausalDiT(nn.Module):
             mask = sees.repeat_interleave(tok, 1).repeat_interleave(tok, 2)[:, None]          # [B, 1, N, M]
         ctx = StreamContext(chunk_rope(in_chunks), mask, cache, chunk_rope(key_chunks), key_chunks.shape[1],
                             write_chunks * tok, {} if reuse else None)
-        if reuse:
-            cache.context_memo = (seen, ctx)
+        if reuse:   # snapshots: the cache's counters and slots change in place
+            cache.context_memo = (((fp, hp, wp), cache.next_chunk.clone(), key_chunks.clone()), ctx)
         return ctx

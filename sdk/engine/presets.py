@@ -27,8 +27,7 @@ from .codecs import PixelCodec, TAEHVCodec
 from .codecs import build as build_codec
 from .generator import StreamGenerator, check_start_frames
 from .model import PRESETS, CausalDiT, ModelConfig
-from .speedups import DEFAULT_SPEEDUPS, apply_speedups
-from .speedups import checked as checked_speedups
+from .speedups import DEFAULT_SPEEDUPS, apply_speedups, parse_speedups
 from .text import HashTextEncoder, TextEncoder
 
 PACKAGE_WEIGHTS = Path(__file__).parents[1] / "weights"  # sdk/weights: the package data of `streamvideo`
@@ -235,7 +234,7 @@ def load_parts(name_or_path="default", device=None, dtype=None, random_weights: 
     """(model, codec, text encoder, latent_hw, fps, default prompt, model's own schedule) without a generator,
     so several generators (e.g. one per rollout mode in `streamvideo bench`) can share one model.
     speedups: the inference speed-ups to switch on (`streamvideo.engine.speedups`)."""
-    speedups = checked_speedups(speedups)   # a bad name fails before any weights load
+    speedups = parse_speedups(speedups)   # a bad name fails before any weights load
     parts = built_parts(str(name_or_path), resolve_device(device), dtype, random_weights, resolution)
     apply_speedups(parts[0], speedups)
     return parts

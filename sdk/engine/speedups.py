@@ -3,7 +3,7 @@
 | name       | what it does                                                        | default |
 |------------|---------------------------------------------------------------------|---------|
 | `gelu`     | the feed-forward's GELU-tanh as x*sigmoid(2z), in place (fp32)       | on      |
-| `context`  | the passes of one chunk share its RoPE rotations and masks          | on      |
+| `context`  | the passes of one chunk share its positions, masks, rotated cached keys | on   |
 | `fuse-qkv` | one q|k|v matmul per self-attention instead of three                | off     |
 | `compile`  | `torch.compile` (inductor) of the forward, over a static KV cache   | off     |
 
@@ -27,8 +27,10 @@ SPEEDUPS = ("gelu", "context", "fuse-qkv", "compile")
 DEFAULT_SPEEDUPS = ("gelu", "context")
 
 
-def parse_speedups(text: str) -> tuple[str, ...]:
-    """"gelu,context" -> ("gelu", "context"); "none" -> (); "default" -> DEFAULT_SPEEDUPS; "default,compile" adds."""
+def parse_speedups(speedups) -> tuple[str, ...]:
+    """Names as one comma-separated text or a sequence, checked: "gelu,context" -> ("gelu", "context");
+    "none" -> (); "default" -> DEFAULT_SPEEDUPS; "default,compile" adds compile."""
+    text = speedups if isinstance(speedups, str) else ",".join(speedups)
     names: list[str] = []
     for word in (w.strip() for w in text.split(",")):
         if word == "default":
@@ -64,23 +66,14 @@ def speedups_argument(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def checked(speedups) -> tuple[str, ...]:
-    """A speed-up list given as text or as names, checked."""
-    if isinstance(speedups, str):
-        return parse_speedups(speedups)
-    return parse_speedups(",".join(speedups))
-
-
 def apply_speedups(model: CausalDiT, speedups=DEFAULT_SPEEDUPS) -> CausalDiT:
     """Switch the named speed-ups on for inference, on the model's final device and dtype; returns the model.
     A generator built on it reads `model.speedups` (`compile` needs the static KV cache)."""
-    speedups = checked(speedups)
+    speedups = parse_speedups(speedups)
     if model.speedups:
         raise ValueError(f"speed-ups {model.speedups} are already applied to this model")
     for block in model.blocks:
         block.ffn.fast_gelu = "gelu" in speedups
-    # a compiled forward builds positions and masks in its graph; a memo outside it would recompile each chunk
-    model.reuse_chunk_context = "context" in speedups and "compile" not in speedups
     if "fuse-qkv" in speedups:
         model.fuse_qkv()
     if "compile" in speedups:
