@@ -265,9 +265,11 @@ class Player:
         self.keymap: KeyMap | None = None
         self.paused = False
         self.start_frames = True              # streams start from the model's start frames (open, reset)
-        self.applied: list[tuple[int, int]] = []   # (chunk index from which it applies, input seq), acts answered
+        # acts answered: ((episode, chunk index) from which the action applies, input seq)
+        self.applied: list[tuple[tuple[int, int], int]] = []
         self.input_seq = 0                    # the page's last input the chunks now made carry
-        self.skip_above: int | None = None    # after a reset: chunks indexed above this were made before it
+        self.episode = 0                      # the session's resets answered so far: chunks of earlier episodes
+                                              # were made before the last reset and are skipped
         self.prompt: str | None = None        # the prompt of the last chunk sent
         self.waiting_chunk: bytes | None = None   # the newest chunk message not sent yet (the page is behind)
         self.unacked = 0                      # chunks sent that the page has not acknowledged
@@ -329,6 +331,7 @@ class Player:
         info = await self.bridge.request("open", **options)
         self.start_frames = options["start_frames"]   # a reset starts the same way
         self.session, self.paused, self.applied, self.input_seq, self.prompt = info, False, [], 0, None
+        self.episode = 0   # a new session has not been reset
         self.waiting_chunk, self.unacked = None, 0
         self.keymap = KeyMap(ActionSpec.from_dict(info["action_space"]))
         self.topic = info["topic"].encode()
@@ -350,12 +353,10 @@ class Player:
                 if header["end"]["reason"] != "stopped" or not self.paused:
                     await self.tell(type="ended", **header["end"])
                 continue
-            index = header["index"]
-            if self.skip_above is not None:
-                if index > self.skip_above:
-                    continue   # made before the reset
-                self.skip_above = None
-            while self.applied and self.applied[0][0] <= index:
+            chunk = (header["episode"], header["index"])
+            if chunk[0] < self.episode:
+                continue   # made before the reset
+            while self.applied and self.applied[0][0] <= chunk:   # an act answered in an earlier episode applies too
                 self.input_seq = max(self.input_seq, self.applied.pop(0)[1])
             if header["prompt"] != self.prompt:
                 self.prompt = header["prompt"]
@@ -375,19 +376,19 @@ class Player:
     async def after_act(self, reply: asyncio.Future, seq: int) -> None:
         """The act's reply names the last chunk published: the action applies from the next one."""
         try:
-            self.applied.append(((await wait_reply(reply, "act"))["index"] + 1, seq))
+            answer = await wait_reply(reply, "act")
+            self.applied.append(((answer["episode"], answer["index"] + 1), seq))
         except BridgeError as err:
             await self.tell_error(err)
 
     async def after_reset(self, reply: asyncio.Future) -> None:
         try:
-            next_index = (await wait_reply(reply, "reset"))["next_index"]
+            answer = await wait_reply(reply, "reset")
         except BridgeError as err:
             await self.tell_error(err)
             return
-        self.skip_above = next_index
-        self.applied = [(next_index, seq) for _, seq in self.applied]   # the session keeps its action
-        await self.tell(type="reset", next_index=next_index)
+        self.episode = answer["episode"]
+        await self.tell(type="reset", next_index=answer["next_index"])
 
     async def answered(self, reply: asyncio.Future, op: str) -> None:
         try:
