@@ -45,12 +45,12 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from zmq.utils.monitor import recv_monitor_message
 
 from streamvideo.engine.actions import ActionSpec
 from streamvideo.engine.keymap import KeyMap
 
 from . import protocol as P
+from .client import SUBSCRIBE_POLL_S
 from .endpoint import Endpoint, common_options
 from .keys import load_curve
 from .link import WILDCARD_HOSTS, with_host
@@ -184,7 +184,6 @@ class BridgeConnection:
         self.limits = front.limits
         self.sock = self._socket(front, zmq.DEALER)
         self.sub = self._socket(front, zmq.SUB)
-        self._sub_monitor = self.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)   # before connecting
         self.sock.connect(front.control)
         self.sub.connect(front.pub)
         self._ids = itertools.count(1)
@@ -224,25 +223,23 @@ class BridgeConnection:
             else:
                 reply.set_exception(BridgeError(header["error"]["code"], header["error"]["message"]))
 
-    async def watch(self, topic: bytes) -> None:
-        """Subscribe to a stream before it starts (the slow joiner of PROTOCOL.md section 4, `stream`): once the
-        SUB's connection is up, the subscription leaves at once, and a `ping` round trip gives the server time to
-        apply it. Nothing confirms it, so the stream's first chunk can still be lost now and then; the page then
-        starts from the next one."""
-        if self._sub_monitor is not None:
-            await asyncio.wait_for(recv_monitor_message(self._sub_monitor), REPLY_TIMEOUT)
-            self.sub.disable_monitor()
-            self._sub_monitor.close(linger=0)
-            self._sub_monitor = None
+    async def watch(self, session: str, topic: bytes) -> None:
+        """Subscribe to a newly opened session's stream before it starts, and wait until the server counts the
+        subscription (the slow joiner of PROTOCOL.md section 4, `stream`, as `Client`'s `Session.stream` does),
+        so the page gets the stream's first chunk."""
         self.sub.setsockopt(zmq.SUBSCRIBE, topic)
-        await self.request("ping")
+        deadline = asyncio.get_running_loop().time() + REPLY_TIMEOUT
+        while (await self.request("stats", session=session))["stats"]["subscribers"] < 1:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BridgeError("timeout", f"the stream socket did not see this page's subscription within "
+                                             f"{REPLY_TIMEOUT:g} s")
+            await asyncio.sleep(SUBSCRIBE_POLL_S)
 
     def close(self) -> None:
         for reply in self._waiting.values():
             reply.cancel()
-        for sock in (self.sock, self.sub, self._sub_monitor):
-            if sock is not None:
-                sock.close(linger=0)
+        for sock in (self.sock, self.sub):
+            sock.close(linger=0)
 
 
 async def wait_reply(reply: asyncio.Future, op: str) -> dict:
@@ -335,7 +332,7 @@ class Player:
         self.waiting_chunk, self.unacked = None, 0
         self.keymap = KeyMap(ActionSpec.from_dict(info["action_space"]))
         self.topic = info["topic"].encode()
-        await self.bridge.watch(self.topic)
+        await self.bridge.watch(info["session"], self.topic)
         await self.tell(type="session", **{k: info[k] for k in ("model", "frames_per_chunk", "height", "width", "fps",
                                                                "encoding", "action_space")},
                         keys=sorted(self.keymap.keys), help=self.keymap.help_lines())   # before its first chunk

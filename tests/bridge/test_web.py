@@ -385,8 +385,9 @@ def test_open_and_reset_can_start_from_the_models_start_frames(server, start_mod
 
 
 def test_the_page_starts_from_start_frames_unless_told_not_to(front, start_model):
-    """Whichever chunk reaches the page first (a stream is lossy), it is the one a local generator makes from the
-    model's start frames, or from the prompt alone with start_frames=false."""
+    """The page gets its stream's first chunk (it waits until the server counts its subscription), the one a local
+    generator makes from the model's start frames (chunk 1: they are chunk 0), or from the prompt alone with
+    start_frames=false (chunk 0)."""
     for options, start in (({}, True), ({"start_frames": False}, False)):
         with connect(socket_url(front)) as ws:
             recv_until(ws, "hello")
@@ -394,6 +395,7 @@ def test_the_page_starts_from_start_frames_unless_told_not_to(front, start_model
             recv_until(ws, "session")
             message = recv_until(ws, "chunk")
         index = CHUNK_HEADER.unpack_from(message)[0]
+        assert index == int(start), options
         local = streamvideo.load(start_model)
         local.reset(seed=5, context_frames=local.start_frames_for(PROMPTS[0]) if start else None)
         chunks = [local.step(None) for _ in range(index + 1 - start)]
