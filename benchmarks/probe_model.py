@@ -18,7 +18,7 @@ import torch
 from streamvideo.engine.presets import from_folder
 from streamvideo.train.data import cached_latent_clips, dataset_actions, load_codec, text_encoder
 from streamvideo.train.probe import action_probe
-from streamvideo.train.teacher import Args, held_out_windows
+from streamvideo.train.teacher import Args, held_out_count, held_out_windows
 
 
 def main() -> None:
@@ -35,11 +35,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = Args(data=args.data, codec=args.codec, chunk_frames=args.chunk_frames, clip_chunks=args.clip_chunks,
-               episode_chunks=args.episode_chunks, seed=args.seed)
+               episode_chunks=args.episode_chunks, probe_windows=args.probe_windows, seed=args.seed)
     codec, spec = load_codec(args.codec), dataset_actions(args.data)
     clips = cached_latent_clips(args.codec, args.data, args.episode_chunks * args.chunk_frames * codec.temporal_factor,
                                 spec)
-    windows = held_out_windows(clips, min(args.probe_windows, len(clips) // 4), run, text_encoder())
+    windows = held_out_windows(clips, held_out_count(clips, run), run, text_encoder())
     for folder in args.models:
         model = from_folder(folder, "cpu", torch.float32)[0]
         probed = action_probe(model, windows, spec)

@@ -135,6 +135,12 @@ def window_batch(clips, idx: torch.Tensor, args: Args):
     return x0, action, prompts, anchor
 
 
+def held_out_count(clips, args: Args) -> int:
+    """Clips held out of training for the probe (the dataset's last ones): at most a quarter of them, so a tiny
+    dataset keeps most for training; none when the run is not probed."""
+    return min(args.probe_windows, len(clips) // 4) if args.probe_every else 0
+
+
 def held_out_windows(clips, n: int, args: Args, text) -> ProbeWindows:
     """The probe's windows: one from each of the last n clips, the same ones every time, and the clips' starts for
     the rollout check (when a clip is long enough)."""
@@ -226,9 +232,9 @@ def run(namespace) -> int:
     # one chunk of real frames per prompt for the model folder, read now so a bad dataset fails before training
     start_frames = first_frames(args.data, clips.prompts, args.chunk_frames * codec.temporal_factor)
     text = text_encoder()
-    # held out: at most a quarter of the clips (a tiny dataset keeps most for training), with or without FSDP,
-    # so both train on the same clips; FSDP shards the EMA over the ranks, so such a run is not probed
-    held = min(args.probe_windows, len(clips) // 4) if args.probe_every else 0
+    # held out with or without FSDP, so both train on the same clips; FSDP shards the EMA over the ranks, so such
+    # a run is not probed
+    held = held_out_count(clips, args)
     probe = held_out_windows(clips, held, args, text) if held and not args.fsdp else None
     train_clips = len(clips) - held
     model = CausalDiT(model_config(args, codec.latent_channels, action_spec))
