@@ -1,6 +1,8 @@
 """Every inference speed-up gives the plain path's stream, within a stated tolerance, in every mode and through
 the moves that change what a pass sees (resets, context frames, a re-cache, batched streams that reset apart)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,8 @@ TOL = 1e-4
 ACTIONS = [1, 4, 4, 2, 0, 3, 5, 1, 2, 2]
 
 
-def stream(preset: str, speedups, mode: str = "diagonal", batch_size: int = 1) -> torch.Tensor:
+@functools.cache   # seeded, and only read: the plain streams the tests share are made once
+def stream(preset: str, speedups: str, mode: str = "diagonal", batch_size: int = 1) -> torch.Tensor:
     """Latents [chunks, B, C, F, h, w] of a scripted stream: context frames, a reset of one stream (batched) or
     a new prompt (single; re-cached in diagonal mode), then more chunks."""
     gen = streamvideo.load(preset, mode=mode, batch_size=batch_size, speedups=speedups,
