@@ -61,7 +61,7 @@ class Chromium:
             stdout=self.log, stderr=subprocess.STDOUT)
         try:
             port = self._port()
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as reply:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=START_TIMEOUT) as reply:
                 target = next(t for t in json.load(reply) if t["type"] == "page")
             self.page = Page(target["webSocketDebuggerUrl"])
             self.page.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(self.downloads))

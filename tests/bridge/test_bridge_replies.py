@@ -55,7 +55,7 @@ class GatedSteps:
         return generator
 
 
-def test_stats_waits_behind_queued_steps_and_is_refused_busy_when_the_queue_is_full():
+def test_stats_is_refused_busy_when_the_queue_is_full():
     gated = GatedSteps()
     srv = start_server(gated, limits=Limits(max_pending=2))
     try:

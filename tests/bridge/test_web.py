@@ -46,6 +46,8 @@ BOX = ActionSpec("continuous", dim=2, low=(-2.0, -1.0), high=(2.0, 1.0))
 TEXT_SPEC = {"name": "hash", "dim": 32, "max_tokens": 16, "seed": 0}
 PROMPTS = ["a grassy meadow", "a sandy desert"]
 
+pytestmark = pytest.mark.timeout(300)   # a hung page or socket fails its test, not the whole run
+
 
 @pytest.fixture(scope="module")
 def box_model(tmp_path_factory):
@@ -231,7 +233,7 @@ def test_web_address_and_token_rules():
 def get(url: str, **headers) -> tuple[int, str, dict]:
     request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request) as reply:
+        with urllib.request.urlopen(request, timeout=30) as reply:
             return reply.status, reply.read().decode(), dict(reply.headers)
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode(), dict(err.headers)
