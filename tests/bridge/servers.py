@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import msgpack
 import torch
@@ -81,6 +82,26 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def subscriber(endpoint: str, *prefixes: bytes) -> zmq.Socket:
+    """A SUB socket on a stream endpoint, subscribed to each of `prefixes`."""
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock.linger = 0
+    for prefix in prefixes:
+        sock.setsockopt(zmq.SUBSCRIBE, prefix)
+    sock.connect(endpoint)
+    return sock
+
+
+def subscribers_become(raw: Raw, sid: str, count: int, timeout: float = 10.0) -> bool:
+    """Whether the `subscribers` of session `sid`'s stats come to read `count` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while raw.call({"op": "stats", "session": sid})["stats"]["subscribers"] != count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 # ---------------------------------------------------------------------- handshake

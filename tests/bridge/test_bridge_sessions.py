@@ -8,22 +8,12 @@ import time
 import msgpack
 import numpy as np
 import pytest
-import zmq
-from servers import LOOPBACK, MODEL, Raw, start_server
+from servers import LOOPBACK, MODEL, Raw, start_server, subscriber
 
 from streamvideo.bridge import BridgeError, Client, Limits, Server, ServerConfig, StreamEnded
 from streamvideo.bridge import protocol as P
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def spy_socket(server, prefixes) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    sock.linger = 0
-    for prefix in prefixes:
-        sock.setsockopt(zmq.SUBSCRIBE, prefix)
-    sock.connect(server.endpoints["pub"])
-    return sock
 
 
 # ---------------------------------------------------------------------- who can watch, who can drive
@@ -32,14 +22,14 @@ def spy_socket(server, prefixes) -> zmq.Socket:
 def test_a_spy_subscriber_learns_nothing_it_can_use(server, client):
     """A subscriber to every prefix receives nothing; a leaked stream topic shows frames but drives nothing."""
     every_prefix = [b""] + [bytes([c]) for c in b"0123456789abcdef"]
-    spy = spy_socket(server, every_prefix)
+    spy = subscriber(server.endpoints["pub"], *every_prefix)
     session = client.open(seed=0)
     stream = session.stream(fps=0)
     for _ in range(4):
         assert stream.recv(timeout=30) is not None
     assert not spy.poll(1000), "a wildcard subscriber received a stream message"
 
-    watcher = spy_socket(server, [session.topic.encode()])      # someone who was given the topic
+    watcher = subscriber(server.endpoints["pub"], session.topic.encode())      # someone who was given the topic
     received = []
     deadline = time.monotonic() + 30
     while not received and time.monotonic() < deadline:
@@ -95,7 +85,7 @@ def test_an_idle_streaming_session_ends_its_stream_with_the_reason():
         # a raw control socket: it never pings, so the session idles out while the stream keeps publishing
         raw = Raw(srv.endpoints["control"])
         opened = raw.call({"op": "open", "seed": 0})
-        spy = spy_socket(srv, [opened["topic"].encode()])
+        spy = subscriber(srv.endpoints["pub"], opened["topic"].encode())
         time.sleep(0.3)  # the subscription reaches the server first
         assert raw.call({"op": "stream", "session": opened["session"], "fps": 0})["ok"]
         end = None

@@ -7,29 +7,11 @@ import time
 import msgpack
 import numpy as np
 import pytest
-import zmq
-from servers import Raw
+from servers import Raw, subscriber, subscribers_become
 
 from streamvideo.bridge import Client, StreamEnded
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def subscriber(endpoint: str, prefix: bytes) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    sock.linger = 0
-    sock.setsockopt(zmq.SUBSCRIBE, prefix)
-    sock.connect(endpoint)
-    return sock
-
-
-def subscribers_become(raw: Raw, sid: str, count: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while raw.call({"op": "stats", "session": sid})["stats"]["subscribers"] != count:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def chunks_until(stream, done, timeout: float = 30.0) -> list:
@@ -54,6 +36,7 @@ def test_the_server_counts_the_subscribers_of_a_topic(server):
     assert subscribers_become(raw, sid, 1)
     started = raw.call({"op": "stream", "session": sid, "fps": 0})
     assert started["subscribers"] == 1 and started["next_index"] == 0
+    assert first.poll(30_000), "no chunk on the subscribed socket"
     assert msgpack.unpackb(first.recv_multipart()[1])["index"] == 0    # the very first chunk
     raw.call({"op": "close", "session": sid})
     for sock in (wildcard, first):

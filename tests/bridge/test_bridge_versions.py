@@ -4,8 +4,7 @@ reads, with its 1.1 type and meaning."""
 
 import msgpack
 import pytest
-import zmq
-from servers import Raw
+from servers import Raw, subscriber
 
 from streamvideo.bridge import protocol as P
 
@@ -77,10 +76,7 @@ def test_a_1_1_client_is_served_as_by_a_1_1_server(server):
         assert client.call({"op": "step", "session": sid, "action": action})["error"]["code"] == code
 
     # real time, as a 1.1 client does it: subscribe to the topic first, then stream
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    sock.linger = 0
-    sock.setsockopt(zmq.SUBSCRIBE, opened["topic"].encode())
-    sock.connect(client.hello["pub"])
+    sock = subscriber(client.hello["pub"], opened["topic"].encode())
     assert reads("act", client.ok({"op": "act", "session": sid, "action": 3}))["index"] == -1
     assert reads("stream", client.ok({"op": "stream", "session": sid, "fps": 30}))["topic"] == opened["topic"]
     chunk = client.chunk(sock)

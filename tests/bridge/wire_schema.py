@@ -4,7 +4,6 @@ MessagePack's types (an integer is never a float, a bin is never a str); `exerci
 every op, checking every request it sends and every reply and stream message it receives."""
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import msgpack
 import numpy as np
 import zmq
 from jsonschema import Draft202012Validator, ValidationError, validators
-from servers import Raw
+from servers import Raw, subscriber, subscribers_become
 
 from streamvideo.bridge import protocol as P
 
@@ -80,14 +79,8 @@ class CheckedRaw(Raw):
 
     def watch(self, topic: str, sid: str) -> zmq.Socket:
         """A subscriber of `topic`, once the server counts it (the `subscribers` of the session's stats)."""
-        sock = zmq.Context.instance().socket(zmq.SUB)
-        sock.linger = 0
-        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        sock.connect(self.pub)
-        deadline = time.monotonic() + 10
-        while self.call({"op": "stats", "session": sid})["stats"]["subscribers"] < 1:
-            assert time.monotonic() < deadline, "the subscription never reached the server"
-            time.sleep(0.01)
+        sock = subscriber(self.pub, topic.encode())
+        assert subscribers_become(self, sid, 1), "the subscription never reached the server"
         return sock
 
     def published(self, sock: zmq.Socket, until_end: bool = False) -> dict:
