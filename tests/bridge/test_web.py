@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 from chromium import Chromium, find_chromium
-from servers import LOOPBACK, MODEL
+from servers import LOOPBACK, MODEL, start_server
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
 import streamvideo
-from streamvideo.bridge import BridgeError, Client, Limits, Server, ServerConfig, create_keys
+from streamvideo.bridge import BridgeError, Client, Server, ServerConfig, create_keys
 from streamvideo.bridge.web import (
     CHUNK_HEADER,
     MAX_KEYS_HELD,
@@ -69,9 +69,7 @@ def start_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(box_model, start_model):
-    limits = Limits(max_sessions=16, idle_timeout_ms=5000, stream_sndbuf=64 << 10)
-    srv = Server(ServerConfig(bind=LOOPBACK, pub=LOOPBACK, models=(MODEL, box_model, start_model),
-                              heartbeat_ms=200, limits=limits)).start()
+    srv = start_server(models=(MODEL, box_model, start_model))
     yield srv
     srv.stop()
 
