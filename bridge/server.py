@@ -30,7 +30,6 @@ import msgpack
 import zmq
 
 from streamvideo.engine.group_step import step_group
-from streamvideo.engine.text import unknown_words
 
 from . import protocol as P
 from .endpoint import MAX_POLL_MS, SWEEP_SECONDS, Endpoint, ServerConfig, check_exposure
@@ -379,8 +378,7 @@ def next_index(session: Session) -> int:
 def prompt_fields(gen) -> dict:
     """What the model reads of a session's prompt: the text (cut to the text encoder's limit) and its words outside
     the model's vocabulary, which do not steer it (none when the model records no vocabulary)."""
-    unknown = unknown_words(gen.prompt, gen.known_words) if gen.known_words else []
-    return {"prompt": gen.prompt, "unknown_words": unknown}
+    return {"prompt": gen.prompt, "unknown_words": gen.unknown_words(gen.prompt)}
 
 
 def _raise(err: BaseException):

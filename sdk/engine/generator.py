@@ -204,9 +204,13 @@ class StreamGenerator:
                           f"({fit.kept} of {fit.total} tokens); gen.prompt and chunk.prompt give the kept text",
                           stacklevel=PROMPT_WARNING_LEVEL)
 
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words outside the model's vocabulary (they do not steer it); none when it is unknown."""
+        return unknown_words(prompt, self.known_words) if self.known_words else []
+
     def warn_unknown_words(self, prompt: str) -> None:
         """Warn about words outside the vocabulary; silent when the vocabulary is unknown."""
-        unknown = unknown_words(prompt, self.known_words) if self.known_words else []
+        unknown = self.unknown_words(prompt)
         if unknown:
             warnings.warn(f"prompt words not in the model's vocabulary: {', '.join(map(repr, unknown))} "
                           f"(they do not steer this model; see gen.example_prompts())", stacklevel=PROMPT_WARNING_LEVEL)
