@@ -52,6 +52,17 @@ class ServerConfig:
     speedups: tuple[str, ...] = DEFAULT_SPEEDUPS  # the models' inference speed-ups (streamvideo.engine.speedups)
 
 
+def serve_quietly(server) -> None:
+    """The thread of a background server's start() (an Endpoint or the web front): a failure to start is start()'s
+    to raise, so the command line prints it as one line; a failure after the server started is logged, with its
+    traceback."""
+    try:
+        server.serve_forever()
+    except BaseException as err:
+        if err is not server._failure:
+            log.exception("%s stopped", type(server).__name__)
+
+
 class Endpoint:
     """What clients connect to, shared by Server (runs the sessions) and Front (front.py: hands them to worker
     processes): the thread, the client-facing ROUTER and XPUB, request decoding and validation, the handshake,
@@ -70,7 +81,7 @@ class Endpoint:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._failure: BaseException | None = None   # what kept it from starting, for start() to raise
         self._sockets: list[zmq.Socket] = []   # every socket this thread opened, closed when it ends
         self._topics: dict[bytes, str] = {}    # stream topic -> session id, of open sessions (the only ones applied)
         self._subscribers: dict[bytes, int] = {}  # topic -> subscriptions applied and not withdrawn
@@ -80,7 +91,7 @@ class Endpoint:
 
     def start(self, timeout: float = 30.0):
         """Serve on a background thread; returns once it serves (raises if binding or starting failed)."""
-        self._thread = threading.Thread(target=self._serve_quietly, name=f"streamvideo-{type(self).__name__}",
+        self._thread = threading.Thread(target=serve_quietly, args=(self,), name=f"streamvideo-{type(self).__name__}",
                                         daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -105,7 +116,8 @@ class Endpoint:
             self._ready.set()
             self._loop(*sockets)
         except BaseException as err:
-            self._failure = err  # for start(), which waits for _ready
+            if not self._ready.is_set():
+                self._failure = err  # a failure to start: start() raises it
             raise
         finally:
             self._ready.set()
@@ -115,12 +127,6 @@ class Endpoint:
             if auth is not None:
                 auth.stop()
             context.term()
-
-    def _serve_quietly(self) -> None:
-        try:
-            self.serve_forever()
-        except BaseException:  # start() re-raises it if starting failed
-            log.exception("bridge %s stopped", type(self).__name__)
 
     def _prepare(self) -> None:
         """Checks before any socket opens."""

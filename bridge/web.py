@@ -51,7 +51,7 @@ from streamvideo.engine.keymap import KeyMap
 
 from . import protocol as P
 from .client import SUBSCRIBE_POLL_S
-from .endpoint import Endpoint, common_options
+from .endpoint import Endpoint, common_options, serve_quietly
 from .keys import load_curve
 from .link import WILDCARD_HOSTS, with_host
 from .protocol import BridgeError, Limits
@@ -468,7 +468,7 @@ class WebFront:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._ready = threading.Event()
-        self._failure: BaseException | None = None
+        self._failure: BaseException | None = None   # what kept it from starting, for start() to raise
         self._thread: threading.Thread | None = None
 
     @property
@@ -477,7 +477,7 @@ class WebFront:
 
     def start(self, timeout: float = 30.0) -> WebFront:
         """Serve on a background thread; returns once it serves (raises if binding failed)."""
-        self._thread = threading.Thread(target=self.serve_forever, name="streamvideo-web", daemon=True)
+        self._thread = threading.Thread(target=serve_quietly, args=(self,), name="streamvideo-web", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             raise TimeoutError(f"the web front did not start within {timeout} s")
@@ -490,7 +490,8 @@ class WebFront:
         try:
             asyncio.run(self._serve())
         except BaseException as err:
-            self._failure = err
+            if not self._ready.is_set():
+                self._failure = err  # a failure to start: start() raises it
             raise
         finally:
             self._ready.set()

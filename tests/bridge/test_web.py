@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -364,6 +365,22 @@ def test_serve_web_off_loopback_prints_a_url_with_a_token():
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0                                        # SIGTERM stops it cleanly
+
+
+@pytest.mark.parametrize("taken", ["web", "bind"])
+def test_serve_web_on_a_taken_port_is_one_line_without_a_traceback(taken):
+    """Whichever of the page's port and the bridge's fails to bind (each serves on a thread of its own)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        web, bind = (f"127.0.0.1:{port}", LOOPBACK) if taken == "web" else ("127.0.0.1:0", f"tcp://127.0.0.1:{port}")
+        proc = subprocess.run([sys.executable, "-m", "streamvideo.apps.cli", "serve", "--bind", bind, "--pub",
+                               LOOPBACK, "--model", MODEL, "--web", web], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    line, = proc.stdout.splitlines()
+    assert line.startswith("streamvideo serve: ") and "in use" in line and str(port) in line, line
 
 
 def test_open_and_reset_can_start_from_the_models_start_frames(server, start_model):
